@@ -1,0 +1,5 @@
+"""``python -m countenance``: the same as the ``countenance`` command."""
+
+from countenance.cli import main
+
+main()

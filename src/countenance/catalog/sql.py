@@ -1,0 +1,462 @@
+"""The SQL catalog over SQLAlchemy Core.
+
+Example::
+
+    catalog = SqlCatalog.open("sqlite:///data/catalog.db")
+    catalog.add_source(SourceInfo("family", lawful_basis="consent"))
+    print(catalog.counts())
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from countenance.catalog import schema as s
+from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
+from countenance.ports import Ids, Vectors
+from countenance.types import Box, EmbeddingSpace, Landmarks5, Metric, Provenance, SourceInfo
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRecord:
+    """A face about to be stored; ``embedding`` is None when ``skip_reason`` is set."""
+
+    box: Box
+    landmarks: Landmarks5 | None
+    detector: str
+    det_score: float
+    quality: float
+    sharpness: float
+    skip_reason: str | None
+    embedding: Vectors | None
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoRecord:
+    """A photo about to be stored with its faces."""
+
+    sha256: str
+    provenance: Provenance
+    width: int
+    height: int
+    format: str
+    bytes: int
+    faces: tuple[FaceRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRow:
+    """What search needs to show about a stored face."""
+
+    face_id: int
+    photo_id: int
+    photo_uri: str
+    page_url: str | None
+    source: str
+    box: Box
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers run beside the single writer; NORMAL is durable at each checkpoint
+    # and cannot corrupt the database on a crash (at worst the last commits roll back).
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class SqlCatalog:
+    """Sources, photos and faces in one SQL database, with real transactions."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._db = engine
+        self._space_ids: dict[EmbeddingSpace, int] = {}
+
+    @classmethod
+    def open(cls, url: str) -> SqlCatalog:
+        """Connect to ``url`` and bring its schema up to date."""
+        try:
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise BackendError(f"cannot open catalog {url!r}: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        catalog = cls(engine)
+        catalog.migrate()
+        return catalog
+
+    @classmethod
+    def sqlite(cls, path: Path) -> SqlCatalog:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls.open(f"sqlite:///{path}")
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    # schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._db.connect() as conn:
+            if not sa.inspect(conn).has_table("schema_migrations"):
+                return 0
+            version = conn.execute(sa.select(sa.func.max(s.schema_migrations.c.version)))
+            return int(version.scalar() or 0)
+
+    def migrate(self) -> int:
+        """Apply every migration newer than the database; returns the version reached."""
+        try:
+            with self._db.begin() as conn:
+                s.metadata.create_all(conn, tables=[s.schema_migrations])
+            current = self.schema_version()
+            if current > s.SCHEMA_VERSION:
+                raise BackendError(
+                    f"catalog schema version {current} is newer than this countenance "
+                    f"({s.SCHEMA_VERSION}); upgrade countenance"
+                )
+            for version, name, apply in s.MIGRATIONS:
+                if version <= current:
+                    continue
+                with self._db.begin() as conn:
+                    apply(conn)
+                    conn.execute(
+                        s.schema_migrations.insert().values(
+                            version=version, name=name, applied_at=utcnow()
+                        )
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            raise BackendError(f"catalog migration failed: {exc}") from exc
+        return s.SCHEMA_VERSION
+
+    # sources ------------------------------------------------------------------------------
+
+    def add_source(self, info: SourceInfo) -> SourceInfo:
+        """Declare a source. Refused without one of the lawful bases in LAWFUL_BASES."""
+        if info.lawful_basis not in s.LAWFUL_BASES:
+            raise PolicyDenied(
+                f"source {info.name!r} must declare a lawful basis, one of: "
+                + ", ".join(s.LAWFUL_BASES)
+            )
+        if not info.name or len(info.name) > 200:
+            raise InvalidArgument("a source name must have 1 to 200 characters")
+        if info.retention_days is not None and info.retention_days <= 0:
+            raise InvalidArgument("retention_days must be a positive number of days")
+        values = {
+            "name": info.name,
+            "kind": info.kind,
+            "lawful_basis": info.lawful_basis,
+            "jurisdiction": info.jurisdiction,
+            "consent_ref": info.consent_ref,
+            "licence": info.licence,
+            "retention_days": info.retention_days,
+            "created_at": utcnow(),
+        }
+        try:
+            with self._db.begin() as conn:
+                conn.execute(s.sources.insert().values(**values))
+        except sa.exc.IntegrityError as exc:
+            raise InvalidArgument(f"source {info.name!r} already exists") from exc
+        return self.get_source(info.name)
+
+    def get_source(self, name: str) -> SourceInfo:
+        for info in self.list_sources(name=name):
+            return info
+        raise NotFound(f"no source named {name!r}; add it with `countenance sources add`")
+
+    def list_sources(self, name: str | None = None) -> list[SourceInfo]:
+        t, p, f = s.sources, s.photos, s.faces
+        n_photos = sa.select(sa.func.count()).where(p.c.source_id == t.c.id).scalar_subquery()
+        n_faces = (
+            sa.select(sa.func.count())
+            .select_from(f.join(p, f.c.photo_id == p.c.id))
+            .where(p.c.source_id == t.c.id, f.c.skip_reason.is_(None))
+            .scalar_subquery()
+        )
+        query = sa.select(t, n_photos.label("n_photos"), n_faces.label("n_faces")).order_by(
+            t.c.name
+        )
+        if name is not None:
+            query = query.where(t.c.name == name)
+        with self._db.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            SourceInfo(
+                name=r["name"],
+                lawful_basis=r["lawful_basis"],
+                kind=r["kind"],
+                jurisdiction=r["jurisdiction"],
+                consent_ref=r["consent_ref"],
+                licence=r["licence"],
+                retention_days=r["retention_days"],
+                created_at=_iso(r["created_at"]),
+                id=r["id"],
+                photos=r["n_photos"],
+                faces=r["n_faces"],
+            )
+            for r in rows
+        ]
+
+    # spaces -------------------------------------------------------------------------------
+
+    def space_id(self, space: EmbeddingSpace) -> int:
+        """The row id of ``space``, created on first use."""
+        if space in self._space_ids:
+            return self._space_ids[space]
+        key = {
+            "model": space.model,
+            "version": space.version,
+            "dim": space.dim,
+            "metric": space.metric.value,
+        }
+        t = s.spaces
+        where = sa.and_(*(t.c[k] == v for k, v in key.items()))
+        with self._db.begin() as conn:
+            found = conn.execute(sa.select(t.c.id).where(where)).scalar()
+            if found is None:
+                found = _pk(conn.execute(t.insert().values(**key)))
+        self._space_ids[space] = int(found)
+        return int(found)
+
+    def spaces(self) -> list[EmbeddingSpace]:
+        with self._db.connect() as conn:
+            rows = conn.execute(sa.select(s.spaces)).mappings().all()
+        return [
+            EmbeddingSpace(r["model"], r["version"], r["dim"], Metric(r["metric"])) for r in rows
+        ]
+
+    # photos and faces -----------------------------------------------------------------------
+
+    def known_sha256(self, digests: Iterable[str]) -> set[str]:
+        """Which of ``digests`` are already stored."""
+        wanted = list(set(digests))
+        found: set[str] = set()
+        with self._db.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                rows = conn.execute(
+                    sa.select(s.photos.c.sha256).where(s.photos.c.sha256.in_(chunk))
+                )
+                found.update(r[0] for r in rows)
+        return found
+
+    def add_photo(
+        self, source_id: int, space: EmbeddingSpace, photo: PhotoRecord
+    ) -> list[int] | None:
+        """Store a photo and its faces in one transaction; returns the ids of the faces to
+        index, or None when a photo with these bytes is already stored."""
+        space_id = self.space_id(space)
+        now = utcnow()
+        try:
+            with self._db.begin() as conn:
+                photo_id = _pk(
+                    conn.execute(
+                        s.photos.insert().values(
+                            source_id=source_id,
+                            sha256=photo.sha256,
+                            uri=photo.provenance.uri,
+                            page_url=photo.provenance.page_url,
+                            width=photo.width,
+                            height=photo.height,
+                            format=photo.format,
+                            bytes=photo.bytes,
+                            n_faces=len(photo.faces),
+                            ingested_at=now,
+                        )
+                    )
+                )
+                indexed: list[int] = []
+                for face in photo.faces:
+                    if face.embedding is not None and face.embedding.shape != (space.dim,):
+                        raise InvalidArgument(
+                            f"embedding of shape {face.embedding.shape} is not in {space.key}"
+                        )
+                    face_id = _pk(
+                        conn.execute(
+                            s.faces.insert().values(
+                                photo_id=photo_id,
+                                space_id=space_id,
+                                x1=face.box.x1,
+                                y1=face.box.y1,
+                                x2=face.box.x2,
+                                y2=face.box.y2,
+                                landmarks=face.landmarks.as_list() if face.landmarks else None,
+                                detector=face.detector,
+                                det_score=face.det_score,
+                                quality=face.quality,
+                                sharpness=face.sharpness,
+                                skip_reason=face.skip_reason,
+                                embedding=None
+                                if face.embedding is None
+                                else np.asarray(face.embedding, dtype="<f4").tobytes(),
+                                created_at=now,
+                            )
+                        )
+                    )
+                    if face.skip_reason is None and face.embedding is not None:
+                        indexed.append(int(face_id))
+        except sa.exc.IntegrityError as exc:
+            # only the driver's message, not the statement (which names sha256 too)
+            reason = str(exc.orig).lower()
+            if "sha256" in reason and ("unique" in reason or "duplicate" in reason):
+                return None
+            raise BackendError(f"catalog write failed: {exc.orig}") from exc
+        return indexed
+
+    def _live(self, space_id: int) -> sa.ColumnElement[bool]:
+        f = s.faces
+        return sa.and_(
+            f.c.space_id == space_id, f.c.skip_reason.is_(None), f.c.embedding.is_not(None)
+        )
+
+    def live_face_ids(self, space: EmbeddingSpace) -> Ids:
+        """Ids of every face that should be in the vector index of ``space``."""
+        query = sa.select(s.faces.c.id).where(self._live(self.space_id(space)))
+        with self._db.connect() as conn:
+            ids = conn.execute(query).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def embeddings(
+        self, space: EmbeddingSpace, ids: Ids | None = None, batch: int = 20_000
+    ) -> Iterator[tuple[Ids, Vectors]]:
+        """The stored vectors of live faces (all, or those in ``ids``), in batches."""
+        f = s.faces
+        live = self._live(self.space_id(space))
+        if ids is not None:
+            wanted = [int(i) for i in ids]
+            for i in range(0, len(wanted), 900):
+                yield from self._embedding_rows(
+                    sa.select(f.c.id, f.c.embedding).where(live, f.c.id.in_(wanted[i : i + 900])),
+                    space,
+                )
+            return
+        last = 0
+        while True:
+            query = (
+                sa.select(f.c.id, f.c.embedding)
+                .where(live, f.c.id > last)
+                .order_by(f.c.id)
+                .limit(batch)
+            )
+            got = list(self._embedding_rows(query, space))
+            if not got:
+                return
+            yield got[0]
+            last = int(got[0][0][-1])
+
+    def _embedding_rows(
+        self, query: sa.Select[Any], space: EmbeddingSpace
+    ) -> Iterator[tuple[Ids, Vectors]]:
+        with self._db.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(-1, space.dim)
+        yield ids, vectors.astype(np.float32)
+
+    def face_rows(self, face_ids: Iterable[int]) -> dict[int, FaceRow]:
+        """Photo, source and box of each live face in ``face_ids`` (unknown ids are absent)."""
+        f, p, t = s.faces, s.photos, s.sources
+        wanted = [int(i) for i in face_ids]
+        out: dict[int, FaceRow] = {}
+        with self._db.connect() as conn:
+            for i in range(0, len(wanted), 900):
+                query = (
+                    sa.select(
+                        f.c.id,
+                        f.c.photo_id,
+                        p.c.uri,
+                        p.c.page_url,
+                        t.c.name,
+                        f.c.x1,
+                        f.c.y1,
+                        f.c.x2,
+                        f.c.y2,
+                    )
+                    .select_from(f.join(p, f.c.photo_id == p.c.id).join(t, p.c.source_id == t.c.id))
+                    .where(f.c.id.in_(wanted[i : i + 900]), f.c.skip_reason.is_(None))
+                )
+                for r in conn.execute(query):
+                    out[int(r[0])] = FaceRow(
+                        int(r[0]), int(r[1]), r[2], r[3], r[4], Box(r[5], r[6], r[7], r[8])
+                    )
+        return out
+
+    def largest_faces(
+        self, space: EmbeddingSpace, digests: Iterable[str]
+    ) -> dict[str, tuple[int, Vectors]]:
+        """For each photo (by SHA-256), its largest indexed face: ``(face_id, vector)``.
+
+        Photos with no indexed face are absent.
+        """
+        f, p = s.faces, s.photos
+        wanted = list(set(digests))
+        best: dict[str, tuple[int, int, Vectors]] = {}
+        with self._db.connect() as conn:
+            for i in range(0, len(wanted), 900):
+                query = (
+                    sa.select(p.c.sha256, f.c.id, f.c.x1, f.c.y1, f.c.x2, f.c.y2, f.c.embedding)
+                    .select_from(f.join(p, f.c.photo_id == p.c.id))
+                    .where(p.c.sha256.in_(wanted[i : i + 900]), self._live(self.space_id(space)))
+                )
+                for digest, face_id, x1, y1, x2, y2, blob in conn.execute(query):
+                    area = (x2 - x1) * (y2 - y1)
+                    if digest not in best or area > best[digest][0]:
+                        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+                        best[digest] = (area, int(face_id), vector)
+        return {d: (fid, v) for d, (_, fid, v) in best.items()}
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of sources, photos, faces (indexable), skipped faces."""
+        f = s.faces
+        with self._db.connect() as conn:
+            n_sources = conn.execute(sa.select(sa.func.count()).select_from(s.sources)).scalar()
+            n_photos = conn.execute(sa.select(sa.func.count()).select_from(s.photos)).scalar()
+            n_faces = conn.execute(
+                sa.select(sa.func.count()).where(f.c.skip_reason.is_(None))
+            ).scalar()
+            n_skipped = conn.execute(
+                sa.select(sa.func.count()).where(f.c.skip_reason.is_not(None))
+            ).scalar()
+        return {
+            "sources": int(n_sources or 0),
+            "photos": int(n_photos or 0),
+            "faces": int(n_faces or 0),
+            "skipped": int(n_skipped or 0),
+        }
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        f = s.faces
+        query = (
+            sa.select(f.c.skip_reason, sa.func.count())
+            .where(f.c.skip_reason.is_not(None))
+            .group_by(f.c.skip_reason)
+        )
+        with self._db.connect() as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(query)}
+
+
+def _pk(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat(timespec="seconds")

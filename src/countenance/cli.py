@@ -1,0 +1,402 @@
+"""The ``countenance`` command: a thin click shell over :class:`~countenance.engine.Engine`.
+
+Results go to stdout (``--json`` for machines); progress and logs go to stderr. Exit codes:
+0 ok, 1 a handled error (the message says what), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from countenance.catalog.schema import LAWFUL_BASES
+from countenance.config import Settings
+from countenance.errors import CountenanceError, InvalidArgument
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+
+class Context:
+    """What every command gets: the settings, and the engine opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from countenance.engine import Engine
+
+            self._engine = Engine(self.settings)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, fed by ``update(done, total)``."""
+    bar = Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+@contextmanager
+def staged_progress() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """One progress bar per named stage, on stderr."""
+    bar = Progress(
+        TextColumn("{task.description:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
+
+    def stage(name: str) -> Callable[[int, int], None]:
+        task = bar.add_task(name, total=None)
+        return lambda done, total: bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield stage
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="COUNTENANCE_DATA",
+    default="countenance-data",
+    show_default=True,
+    help="Data directory (catalog and index). Also COUNTENANCE_DATA.",
+)
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-v info, -vv debug).")
+@click.version_option(package_name="countenance")
+@click.pass_context
+def cli(ctx: click.Context, data: Path, verbose: int) -> None:
+    """countenance: find where a person appears across photo sources you may lawfully use."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
+    context = Context(Settings.from_env(data_dir=data))
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+# sources -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def sources() -> None:
+    """Declare and list the sources photos come from."""
+
+
+@sources.command("add")
+@click.argument("name")
+@click.option(
+    "--basis",
+    required=True,
+    type=click.Choice(LAWFUL_BASES),
+    help="The lawful basis for processing this source's faces (GDPR Art. 6).",
+)
+@click.option("--jurisdiction", help="ISO 3166 code of where the photos are, e.g. CA or US-IL.")
+@click.option("--retention-days", type=click.IntRange(min=1), help="Keep faces this many days.")
+@click.option("--consent-ref", help="Where the consent is recorded (a reference, not the text).")
+@click.option("--licence", help="Licence under which the photos may be used.")
+@click.option(
+    "--exist-ok", is_flag=True, help="Succeed if a source of this name exists with this basis."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sources_add(
+    ctx: Context,
+    name: str,
+    basis: str,
+    jurisdiction: str | None,
+    retention_days: int | None,
+    consent_ref: str | None,
+    licence: str | None,
+    exist_ok: bool,
+    as_json: bool,
+) -> None:
+    """Declare source NAME with its lawful basis."""
+    if exist_ok:
+        existing = {i.name: i for i in ctx.engine.sources()}.get(name)
+        if existing is not None:
+            if existing.lawful_basis != basis:
+                raise InvalidArgument(
+                    f"source {name!r} exists with basis {existing.lawful_basis}, not {basis}"
+                )
+            stdout.print(f"source [bold]{name}[/] exists (basis: {existing.lawful_basis})")
+            return
+    info = ctx.engine.add_source(
+        name,
+        basis=basis,
+        jurisdiction=jurisdiction,
+        retention_days=retention_days,
+        consent_ref=consent_ref,
+        licence=licence,
+    )
+    if as_json:
+        _print_json(_source_json(info))
+    else:
+        stdout.print(f"source [bold]{info.name}[/] added (basis: {info.lawful_basis})")
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sources_list(ctx: Context, as_json: bool) -> None:
+    """List declared sources with their photo and face counts."""
+    infos = ctx.engine.sources()
+    if as_json:
+        _print_json([_source_json(i) for i in infos])
+        return
+    table = Table("name", "basis", "jurisdiction", "retention", "photos", "faces")
+    for i in infos:
+        retention = f"{i.retention_days} d" if i.retention_days else "-"
+        table.add_row(
+            i.name, i.lawful_basis, i.jurisdiction or "-", retention, str(i.photos), str(i.faces)
+        )
+    stdout.print(table)
+
+
+def _source_json(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "kind": info.kind,
+        "lawful_basis": info.lawful_basis,
+        "jurisdiction": info.jurisdiction,
+        "consent_ref": info.consent_ref,
+        "licence": info.licence,
+        "retention_days": info.retention_days,
+        "created_at": info.created_at,
+        "photos": info.photos,
+        "faces": info.faces,
+    }
+
+
+# ingest ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--source", "source_name", required=True, help="A declared source (sources add).")
+@click.option(
+    "--workers", type=click.IntRange(min=0), default=None, help="Processes; 0 = one per core."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_ctx
+def ingest(ctx: Context, path: Path, source_name: str, workers: int | None, as_json: bool) -> None:
+    """Index every face in the photos under PATH (recursive, resumable)."""
+    engine = ctx.engine
+    with progress_bar("ingest") as update:
+        summary = engine.ingest(path, source=source_name, workers=workers, progress=update)
+    if as_json:
+        _print_json(summary.to_json())
+        return
+    stdout.print(
+        f"{summary.photos} photos and {summary.faces} faces indexed into "
+        f"[bold]{summary.source}[/] in {summary.seconds:.1f} s "
+        f"({summary.unchanged} already stored, {summary.duplicates} duplicates)"
+    )
+    for reason, n in sorted(summary.skipped_faces.items()):
+        stdout.print(f"  faces skipped, {reason}: {n}")
+    for reason, n in sorted(summary.bad_files.items()):
+        stdout.print(f"  files skipped, {reason}: {n}")
+    for error in summary.errors[:20]:
+        stderr.print(f"  {error['message']}", markup=False, highlight=False)
+    if len(summary.errors) > 20:
+        stderr.print(f"  ... and {len(summary.errors) - 20} more (use --json for all)")
+
+
+# search and verify ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--top", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option(
+    "--min-similarity",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Raise the floor (cosine); matches below the weak band are never shown.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def search(
+    ctx: Context, photo: Path, top: int, min_similarity: float | None, as_json: bool
+) -> None:
+    """Find where the people in PHOTO appear: leads ranked by similarity, with bands."""
+    result = ctx.engine.search(photo, top=top, min_similarity=min_similarity)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    for n, face in enumerate(result.faces, 1):
+        stdout.print(f"[bold]face {n}[/] at {face.box.as_list()}: {len(face.matches)} leads")
+        if not face.matches:
+            continue
+        table = Table("similarity", "band", "photo", "source", "box")
+        table.columns[2].overflow = "fold"
+        for m in face.matches:
+            table.add_row(
+                f"{m.similarity:.3f}",
+                m.band.value if m.band else "-",
+                m.photo,
+                m.source,
+                str(m.box.as_list()),
+            )
+        stdout.print(table)
+
+
+@cli.command()
+@click.argument("a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def verify(ctx: Context, a: Path, b: Path, as_json: bool) -> None:
+    """Whether the largest faces in photos A and B are the same person."""
+    v = ctx.engine.verify(a, b)
+    if as_json:
+        _print_json(v.to_json())
+        return
+    verdict = "same person" if v.same else "different people"
+    band = v.band.value if v.band else "below the weak band"
+    stdout.print(f"{verdict}: similarity {v.similarity:.3f} ({band})")
+
+
+# status and maintenance ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Counts of sources, photos, faces and indexed faces; index kind and embedding space."""
+    st = ctx.engine.status()
+    if as_json:
+        _print_json(st.to_json())
+        return
+    for key, value in st.to_json().items():
+        if key == "space":
+            value = f"{value['model']} v{value['version']} ({value['dim']}-d {value['metric']})"
+        stdout.print(f"{key:>8}: {value}")
+
+
+@cli.command()
+@pass_ctx
+def reindex(ctx: Context) -> None:
+    """Rebuild the vector index from the embeddings stored in the catalog."""
+    n = ctx.engine.reindex()
+    stdout.print(f"index rebuilt: {n} faces ({ctx.engine.index.kind})")
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Measure accuracy on your own labelled photos (temporary store, real pipeline)."""
+
+
+@eval_group.command("pairs")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="0 = one per core.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def eval_pairs_cmd(ctx: Context, directory: Path, workers: int, as_json: bool) -> None:
+    """Verification accuracy on DIRECTORY in LFW layout with pairs.txt (k-fold protocol)."""
+    from countenance.evaluation import eval_pairs
+
+    with staged_progress() as stage:
+        report = eval_pairs(directory, ctx.settings, workers=workers, progress=stage)
+    if as_json:
+        _print_json(report)
+        return
+    stdout.print(
+        f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f} over "
+        f"{report['n_pairs']} pairs; TAR@FAR=1e-3 {report['tar_at_far_1e-3']:.4f}; "
+        f"{report['n_no_face']} pairs with a photo where no face was found"
+    )
+
+
+@eval_group.command("identify")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="0 = one per core.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Held-out identities.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def eval_identify_cmd(
+    ctx: Context, directory: Path, workers: int, seed: int, as_json: bool
+) -> None:
+    """Identification (1:N) on DIRECTORY with manifest.csv (path,identity)."""
+    from countenance.evaluation import eval_identify
+
+    with staged_progress() as stage:
+        report = eval_identify(directory, ctx.settings, workers=workers, seed=seed, progress=stage)
+    if as_json:
+        _print_json(report)
+        return
+    stdout.print(
+        f"rank-1 {report['rank1']:.4f}, rank-10 {report['rank10']:.4f}, "
+        f"FNIR@FPIR=0.01 {report['fnir_at_fpir_0.01']:.4f} "
+        f"({report['n_mated']} mated, {report['n_nonmated']} non-mated searches, "
+        f"{report['n_no_face']} without a face)"
+    )
+
+
+def main() -> None:
+    """Entry point of the console script: handled errors exit 1 with their message."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CountenanceError as exc:
+        stderr.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        stderr.print("interrupted; run the same command again to resume")
+        sys.exit(130)

@@ -1,0 +1,121 @@
+"""Settings, built once at the edge (CLI, API, ``countenance.open``) and passed down.
+
+Every setting has a default and a description. The environment overrides the defaults with
+``COUNTENANCE_<NAME>`` (e.g. ``COUNTENANCE_WORKERS=2``); ``COUNTENANCE_CONFIG`` may name a TOML
+file whose ``[countenance]`` table does the same. Nothing here is read at import time.
+
+Example::
+
+    settings = Settings.from_env(data_dir="photos-db", workers=2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from countenance.errors import InvalidArgument
+
+
+def _setting(default: Any, description: str) -> Any:
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one engine. See each field's ``description`` metadata."""
+
+    data_dir: Path = _setting(Path("countenance-data"), "Folder holding the catalog and index.")
+    catalog_url: str | None = _setting(
+        None, "SQLAlchemy URL of the catalog; default: SQLite in data_dir."
+    )
+    index_backend: str = _setting("faiss", "Vector index backend: faiss or exact.")
+    approx_threshold: int = _setting(
+        200_000, "Gallery size past which the FAISS index turns approximate (IVF)."
+    )
+    target_recall: float = _setting(
+        0.99, "Recall@10 the approximate index is tuned to reach against exact search."
+    )
+    max_file_bytes: int = _setting(64 * 1024 * 1024, "Largest photo file accepted, in bytes.")
+    max_pixels: int = _setting(
+        64_000_000, "Largest photo accepted, in pixels (guards against decompression bombs)."
+    )
+    detector: str = _setting("hog", "Face detector: hog (fast) or cnn (dlib MMOD, slower).")
+    cnn_fallback: bool = _setting(True, "Run the CNN detector on a photo where HOG finds no face.")
+    detect_max_side: int = _setting(
+        1600, "Photos are downscaled so their longest side is at most this for detection."
+    )
+    cnn_max_side: int = _setting(
+        640, "Longest side of the photo the CNN fallback sees (its cost grows with pixels)."
+    )
+    min_face_px: int = _setting(
+        20, "Faces whose box is narrower than this many pixels are skipped as too small."
+    )
+    min_sharpness: float = _setting(
+        2.0, "Faces whose aligned crop has less Laplacian variance than this are skipped as blurry."
+    )
+    workers: int = _setting(0, "Ingest worker processes; 0 means one per CPU core.")
+    top: int = _setting(10, "Matches returned per probe face by default.")
+    index_save_seconds: float = _setting(
+        30.0,
+        "During ingest, the index is saved at least this often (crash recovery is by"
+        " repair from the catalog either way).",
+    )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the TOML file in COUNTENANCE_CONFIG, then COUNTENANCE_* variables,
+        then ``overrides`` (values that are None are ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_file = env.get("COUNTENANCE_CONFIG")
+        if config_file:
+            try:
+                with open(config_file, "rb") as fh:
+                    values.update(tomllib.load(fh).get("countenance", {}))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise InvalidArgument(f"config file {config_file}: {exc}") from exc
+        known = {f.name: f for f in fields(cls)}
+        for name in known:
+            raw = env.get(f"COUNTENANCE_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(known)
+        if unknown:
+            raise InvalidArgument(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: _coerce(known[k], v) for k, v in values.items()})
+
+    def describe(self) -> dict[str, str]:
+        """Each setting's description, by name."""
+        return {f.name: f.metadata["description"] for f in fields(self)}
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    try:
+        if kind == "Path":
+            return Path(value)
+        if kind == "bool":
+            if isinstance(value, str):
+                word = value.strip().lower()
+                if word in {"1", "true", "yes", "on"}:
+                    return True
+                if word in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(word)
+            return bool(value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"setting {f.name}: {value!r} is not a valid {kind}") from exc
+    return value

@@ -1,0 +1,485 @@
+"""The engine: the one facade over catalog, vector index and face pipeline.
+
+Its public methods validate their arguments; the private ones do the work. It is the only
+place where the ports meet.
+
+Example::
+
+    import countenance
+    db = countenance.open("countenance-data")
+    db.add_source("family", basis="consent")
+    db.ingest("photos/", source="family")
+    for face in db.search("probe.jpg").faces:
+        for match in face.matches:
+            print(match.similarity, match.band, match.photo)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from countenance import imaging
+from countenance.catalog.sql import PhotoRecord, SqlCatalog
+from countenance.config import Settings
+from countenance.errors import BackendError, BadImage, InvalidArgument, NoFaceFound
+from countenance.index import open_index
+from countenance.ingest import Analysis, PhotoAnalyser, run_analyses, worker_count
+from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
+from countenance.scoring import Bands, bands_for
+from countenance.sources.folder import FileItem, FolderSource
+from countenance.types import (
+    EmbeddingSpace,
+    IngestSummary,
+    Match,
+    ProbeFace,
+    Provenance,
+    SearchResult,
+    SourceInfo,
+    Status,
+    Verification,
+)
+from countenance.vision.dlib_models import DLIB_SPACE
+from countenance.vision.pipeline import AnalysedFace, FacePipeline
+
+log = logging.getLogger("countenance")
+
+Photo = str | os.PathLike[str] | bytes | RGB
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each item of an ingest."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A photo on its way through the workers."""
+
+    provenance: Provenance
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    """What opening the engine did to bring the index in line with the catalog."""
+
+    rebuilt: bool
+    added: int
+    removed: int
+
+
+def open(path: str | os.PathLike[str] | None = None, **settings: Any) -> Engine:
+    """Open (or create) the store in ``path``; keyword arguments override settings.
+
+    Example: ``db = countenance.open("countenance-data", workers=2)``.
+    """
+    return Engine(Settings.from_env(data_dir=path, **settings))
+
+
+class Engine:
+    """Ingest, search and verify over one data directory. Use :func:`open` to get one."""
+
+    def __init__(self, settings: Settings, *, pipeline: FacePipeline | None = None) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.catalog_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
+        self.catalog = SqlCatalog.open(url)
+        self._pipeline = pipeline
+        self.space: EmbeddingSpace = pipeline.space if pipeline else DLIB_SPACE
+        self.bands: Bands = bands_for(self.space)
+        self.index, self.repair = self._open_index()
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Save the index and release the catalog."""
+        self._save_index()
+        self.catalog.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        """The face pipeline, with its models loaded on first use."""
+        if self._pipeline is None:
+            self._pipeline = FacePipeline.from_settings(self.settings)
+        return self._pipeline
+
+    # sources -------------------------------------------------------------------------------
+
+    def add_source(
+        self,
+        name: str,
+        *,
+        basis: str,
+        kind: str = "folder",
+        jurisdiction: str | None = None,
+        consent_ref: str | None = None,
+        licence: str | None = None,
+        retention_days: int | None = None,
+    ) -> SourceInfo:
+        """Declare a source of photos and the lawful basis for processing them."""
+        if jurisdiction is not None:
+            jurisdiction = _iso3166(jurisdiction)
+        return self.catalog.add_source(
+            SourceInfo(
+                name=name,
+                lawful_basis=basis,
+                kind=kind,
+                jurisdiction=jurisdiction,
+                consent_ref=consent_ref,
+                licence=licence,
+                retention_days=retention_days,
+            )
+        )
+
+    def sources(self) -> list[SourceInfo]:
+        """Every declared source with its photo and face counts."""
+        return self.catalog.list_sources()
+
+    # ingest --------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        photos: str | os.PathLike[str] | Source,
+        *,
+        source: str,
+        workers: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> IngestSummary:
+        """Index every face in ``photos`` (a folder, a file or a Source) into ``source``.
+
+        Resumable: photos whose bytes are already stored are skipped (by SHA-256), so an
+        interrupted run is finished by running it again. Bad files are reported in the
+        summary and never stop the batch.
+        """
+        info = self.catalog.get_source(source)  # a declared source has a lawful basis
+        src: Source = photos if isinstance(photos, Source) else FolderSource(photos)
+        n_workers = worker_count(self.settings.workers if workers is None else workers)
+        if n_workers < 1:
+            raise InvalidArgument("workers must be at least 1")
+        with self._writer_lock():
+            return self._ingest(src, info, n_workers, progress)
+
+    def _ingest(
+        self, src: Source, info: SourceInfo, workers: int, progress: ProgressCallback | None
+    ) -> IngestSummary:
+        started = time.monotonic()
+        items = list(src.items())
+        summary = IngestSummary(source=info.name, seen=len(items))
+        done = 0
+        last_save = time.monotonic()
+        assert info.id is not None
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, len(items))
+
+        def jobs() -> Iterator[tuple[_Pending, tuple[bytes, str]]]:
+            seen: set[str] = set()
+            for item in items:
+                name = item.provenance.uri
+                suffix = Path(name).suffix.lower()
+                if isinstance(item, FileItem) and suffix not in imaging.IMAGE_SUFFIXES:
+                    _bad(
+                        summary,
+                        name,
+                        "not_an_image",
+                        f"{name}: not a photo ({suffix or 'no suffix'})",
+                    )
+                    tick()
+                    continue
+                try:
+                    data = item.read(self.settings.max_file_bytes)
+                except BadImage as exc:
+                    _bad(summary, name, exc.reason, str(exc))
+                    tick()
+                    continue
+                digest = imaging.sha256(data)
+                if digest in seen:
+                    summary.duplicates += 1
+                    tick()
+                    continue
+                seen.add(digest)
+                if self.catalog.known_sha256([digest]):
+                    summary.unchanged += 1
+                    tick()
+                    continue
+                yield _Pending(item.provenance, digest, len(data)), (data, name)
+
+        def local() -> PhotoAnalyser:
+            return PhotoAnalyser(self.settings, self.pipeline)
+
+        for tag, analysis in run_analyses(jobs(), workers, self.settings, local):
+            self._store(info, tag.provenance, tag.digest, tag.size, analysis, summary)
+            tick()
+            if time.monotonic() - last_save > self.settings.index_save_seconds:
+                self._save_index()
+                last_save = time.monotonic()
+        self._save_index()
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _store(
+        self,
+        info: SourceInfo,
+        provenance: Provenance,
+        digest: str,
+        size: int,
+        analysis: Analysis,
+        summary: IngestSummary,
+    ) -> None:
+        if analysis.error is not None:
+            _bad(summary, provenance.uri, analysis.error_reason or "corrupt", analysis.error)
+            return
+        record = PhotoRecord(
+            sha256=digest,
+            provenance=provenance,
+            width=analysis.width,
+            height=analysis.height,
+            format=analysis.format,
+            bytes=size,
+            faces=analysis.faces,
+        )
+        assert info.id is not None
+        # the catalog commits first: a crash before the index is saved is repaired on open
+        ids = self.catalog.add_photo(info.id, self.space, record)
+        if ids is None:
+            summary.duplicates += 1
+            return
+        summary.photos += 1
+        for face in analysis.faces:
+            if face.skip_reason is not None:
+                summary.skipped_faces[face.skip_reason] = (
+                    summary.skipped_faces.get(face.skip_reason, 0) + 1
+                )
+        if ids:
+            vectors = np.stack(
+                [
+                    f.embedding
+                    for f in analysis.faces
+                    if f.skip_reason is None and f.embedding is not None
+                ]
+            ).astype(np.float32)
+            self.index.add(np.asarray(ids, dtype=np.int64), vectors)
+            summary.faces += len(ids)
+
+    # search --------------------------------------------------------------------------------
+
+    def search(
+        self,
+        photo: Photo,
+        *,
+        top: int | None = None,
+        min_similarity: float | None = None,
+    ) -> SearchResult:
+        """For every face in ``photo``, the stored faces most similar to it, best first.
+
+        Matches below the weak band's edge are never returned; ``min_similarity`` can only
+        raise that floor. Raises NoFaceFound when the photo holds no usable face.
+        """
+        k = self.settings.top if top is None else top
+        if not 1 <= k <= 1000:
+            raise InvalidArgument("top must be between 1 and 1000")
+        if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
+            raise InvalidArgument("min_similarity is a cosine similarity in [-1, 1]")
+        floor = max(self.bands.weak, min_similarity if min_similarity is not None else -1.0)
+        rgb, digest = self._decode(photo)
+        faces = [f for f in self.pipeline.analyse(rgb) if f.embedding is not None]
+        if not faces:
+            raise NoFaceFound("no usable face found in the probe photo")
+        vectors = np.stack([f.embedding for f in faces if f.embedding is not None])
+        matches = self._search_vectors(vectors, k, floor)
+        return SearchResult(
+            faces=tuple(
+                ProbeFace(f.detected.box, f.quality.score, tuple(m))
+                for f, m in zip(faces, matches, strict=True)
+            ),
+            probe_sha256=digest,
+        )
+
+    def _search_vectors(self, vectors: Vectors, k: int, floor: float) -> list[list[Match]]:
+        # ask for a few more than k: an id the index holds but the catalog no longer has
+        # (a crash between the two) is dropped here rather than shown
+        sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 8)
+        rows = self.catalog.face_rows(int(i) for i in np.unique(ids) if i >= 0)
+        results = []
+        for q in range(len(vectors)):
+            matches = []
+            for sim, face_id in zip(sims[q], ids[q], strict=True):
+                row = rows.get(int(face_id))
+                if row is None or sim < floor:
+                    continue
+                matches.append(
+                    Match(
+                        face_id=row.face_id,
+                        similarity=float(sim),
+                        band=self.bands.band(float(sim)),
+                        photo=row.page_url or row.photo_uri,
+                        source=row.source,
+                        box=row.box,
+                        photo_id=row.photo_id,
+                    )
+                )
+                if len(matches) == k:
+                    break
+            results.append(matches)
+        return results
+
+    def verify(self, a: Photo, b: Photo) -> Verification:
+        """Whether the largest faces of two photos are one person (FMR 1 in 1,000 rule)."""
+        fa = self._largest_face(a)
+        fb = self._largest_face(b)
+        assert fa.embedding is not None and fb.embedding is not None
+        sim = float(np.dot(fa.embedding, fb.embedding))
+        return Verification(
+            same=sim >= self.bands.same_person,
+            similarity=sim,
+            band=self.bands.band(sim),
+            box_a=fa.detected.box,
+            box_b=fb.detected.box,
+        )
+
+    def _largest_face(self, photo: Photo) -> AnalysedFace:
+        rgb, _ = self._decode(photo)
+        for face in self.pipeline.analyse(rgb):  # largest first
+            if face.embedding is not None:
+                return face
+        raise NoFaceFound("no usable face found in the photo")
+
+    def _decode(self, photo: Photo) -> tuple[RGB, str]:
+        if isinstance(photo, np.ndarray):
+            if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+                raise InvalidArgument("an image array must be H x W x 3 uint8 RGB")
+            return photo, imaging.sha256(photo.tobytes())
+        if isinstance(photo, bytes):
+            data = photo
+        elif isinstance(photo, str | os.PathLike):
+            data = imaging.read_file(photo, self.settings.max_file_bytes)
+        else:
+            raise InvalidArgument(f"a photo is a path, bytes or an RGB array, not {type(photo)}")
+        name = "probe" if isinstance(photo, bytes) else str(photo)
+        decoded = imaging.decode(data, max_pixels=self.settings.max_pixels, name=name)
+        return decoded.rgb, imaging.sha256(data)
+
+    # index ---------------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """Counts across the store, and the index kind and space in use."""
+        counts = self.catalog.counts()
+        return Status(
+            sources=counts["sources"],
+            photos=counts["photos"],
+            faces=counts["faces"],
+            indexed=self.index.count(),
+            skipped=counts["skipped"],
+            index=self.index.kind,
+            space=self.space,
+        )
+
+    def reindex(self) -> int:
+        """Rebuild the vector index from the catalog's stored embeddings; returns its size."""
+        with self._writer_lock():
+            path = self._index_dir()
+            for old in path.glob(f"{self.space.key}.*"):
+                old.unlink()
+            self.index = self._new_index()
+            for ids, vectors in self.catalog.embeddings(self.space):
+                self.index.add(ids, vectors)
+            self._save_index()
+            return self.index.count()
+
+    def _index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    def _new_index(self) -> VectorIndex:
+        return open_index(
+            self.settings.index_backend,
+            self.space,
+            self._index_dir(),
+            approx_threshold=self.settings.approx_threshold,
+            target_recall=self.settings.target_recall,
+        )
+
+    def _open_index(self) -> tuple[VectorIndex, RepairReport]:
+        """Open the index and make it agree with the catalog (crash recovery)."""
+        self._index_dir().mkdir(parents=True, exist_ok=True)
+        rebuilt = False
+        try:
+            index = self._new_index()
+        except BackendError as exc:
+            log.warning("vector index unreadable (%s); rebuilding it from the catalog", exc)
+            for old in self._index_dir().glob(f"{self.space.key}.*"):
+                old.unlink()
+            index = self._new_index()
+            rebuilt = True
+        live = self.catalog.live_face_ids(self.space)
+        held = index.ids()
+        extra: Ids = np.setdiff1d(held, live, assume_unique=True)
+        missing: Ids = np.setdiff1d(live, held, assume_unique=True)
+        if extra.size:
+            index.remove(extra)
+        if missing.size:
+            for ids, vectors in self.catalog.embeddings(self.space, ids=missing):
+                index.add(ids, vectors)
+        if extra.size or missing.size:
+            log.info("index repaired: %d added, %d removed", missing.size, extra.size)
+            if isinstance(index, Persistent):
+                index.save()
+        return index, RepairReport(rebuilt, int(missing.size), int(extra.size))
+
+    def _save_index(self) -> None:
+        if isinstance(self.index, Persistent):
+            self.index.save()
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer per data directory at a time; readers are never blocked."""
+        with (self.data_dir / ".writer.lock").open("w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BackendError(
+                    f"another countenance process is writing to {self.data_dir}; try again later"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _bad(summary: IngestSummary, name: str, reason: str, message: str) -> None:
+    summary.bad_files[reason] = summary.bad_files.get(reason, 0) + 1
+    summary.errors.append({"photo": name, "reason": reason, "message": message})
+    log.info("%s", message)
+
+
+def _iso3166(code: str) -> str:
+    """An ISO 3166-1 alpha-2 country (``CA``) or 3166-2 subdivision (``US-IL``) code."""
+    value = code.strip().upper()
+    country, _, sub = value.partition("-")
+    if (
+        len(country) != 2
+        or not country.isalpha()
+        or (sub and not (1 <= len(sub) <= 3 and sub.isalnum()))
+    ):
+        raise InvalidArgument(f"{code!r} is not an ISO 3166 code such as CA or US-IL")
+    return value
+
+
+__all__ = ["Engine", "RepairReport", "open"]

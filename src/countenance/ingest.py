@@ -1,0 +1,126 @@
+"""The per-photo work of ingest (decode, detect, align, embed, quality), runnable in worker
+processes; the engine keeps every catalog and index write in the main process.
+
+Example::
+
+    analyser = PhotoAnalyser(settings)
+    result = analyser(data, "photo.jpg")
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from countenance import imaging
+from countenance.catalog.sql import FaceRecord
+from countenance.config import Settings
+from countenance.errors import BadImage
+from countenance.vision.pipeline import AnalysedFace, FacePipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What one photo yielded: its size and format and every face found, or why it failed."""
+
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    faces: tuple[FaceRecord, ...] = ()
+    error: str | None = None
+    error_reason: str | None = None
+
+
+def face_record(face: AnalysedFace) -> FaceRecord:
+    return FaceRecord(
+        box=face.detected.box,
+        landmarks=face.detected.landmarks,
+        detector=face.detected.detector,
+        det_score=face.detected.score,
+        quality=face.quality.score,
+        sharpness=face.quality.sharpness,
+        skip_reason=face.quality.skip_reason,
+        embedding=face.embedding,
+    )
+
+
+class PhotoAnalyser:
+    """Bytes in, :class:`Analysis` out; never raises for a bad photo."""
+
+    def __init__(self, settings: Settings, pipeline: FacePipeline | None = None) -> None:
+        self.settings = settings
+        self.pipeline = pipeline or FacePipeline.from_settings(settings)
+
+    def __call__(self, data: bytes, name: str) -> Analysis:
+        try:
+            decoded = imaging.decode(data, max_pixels=self.settings.max_pixels, name=name)
+        except BadImage as exc:
+            return Analysis(error=str(exc), error_reason=exc.reason)
+        faces = self.pipeline.analyse(decoded.rgb)
+        return Analysis(
+            width=decoded.width,
+            height=decoded.height,
+            format=decoded.format,
+            faces=tuple(face_record(f) for f in faces),
+        )
+
+
+_worker: PhotoAnalyser | None = None
+
+
+def _init_worker(settings: Settings) -> None:
+    global _worker
+    _worker = PhotoAnalyser(settings)
+
+
+def _analyse_in_worker(data: bytes, name: str) -> Analysis:
+    assert _worker is not None, "worker not initialised"
+    return _worker(data, name)
+
+
+def worker_count(requested: int) -> int:
+    """``requested`` workers, or one per core available to this process when 0."""
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+Job = tuple[bytes, str]
+T = TypeVar("T")
+
+
+def run_analyses(
+    jobs: Iterator[tuple[T, Job]],
+    workers: int,
+    settings: Settings,
+    local: Callable[[], PhotoAnalyser],
+) -> Iterator[tuple[T, Analysis]]:
+    """Analyse each job, yielding ``(tag, analysis)`` in submission order.
+
+    One worker runs in this process; more run in a process pool (spawned, so each loads the
+    models once) with a bounded number of photos in flight, so memory stays flat.
+    """
+    if workers <= 1:
+        analyser = local()
+        for tag, (data, name) in jobs:
+            yield tag, analyser(data, name)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings,)
+    ) as pool:
+        pending: list[tuple[T, Future[Analysis]]] = []
+        for tag, (data, name) in jobs:
+            pending.append((tag, pool.submit(_analyse_in_worker, data, name)))
+            while len(pending) >= workers * 3:
+                done_tag, future = pending.pop(0)
+                yield done_tag, future.result()
+        for done_tag, future in pending:
+            yield done_tag, future.result()

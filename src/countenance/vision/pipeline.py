@@ -1,0 +1,116 @@
+"""detect -> align -> quality -> embed, for one decoded photo.
+
+Example::
+
+    pipeline = FacePipeline.from_settings(settings)
+    for face in pipeline.analyse(rgb):
+        print(face.detected.box, face.quality.score, face.embedding is not None)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from countenance.config import Settings
+from countenance.ports import RGB, Detector, Embedder, Vectors
+from countenance.types import DetectedFace, EmbeddingSpace, Quality
+from countenance.vision import quality as quality_mod
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysedFace:
+    """A detected face with its quality and, unless skipped, its embedding."""
+
+    detected: DetectedFace
+    quality: Quality
+    embedding: Vectors | None  # float32[D], L2-normalised; None when skipped
+
+
+class FacePipeline:
+    """Runs a detector (and a fallback detector where the first finds nothing), checks
+    quality on the aligned crop, and embeds the faces that pass. Faces come largest first."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        embedder: Embedder,
+        *,
+        fallback: Detector | None = None,
+        min_face_px: int = 20,
+        min_sharpness: float = 2.0,
+    ) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.fallback = fallback
+        self.min_face_px = min_face_px
+        self.min_sharpness = min_sharpness
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        return self.embedder.space
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FacePipeline:
+        """The default dlib pipeline, models loaded now."""
+        from countenance.vision.dlib_models import (
+            CnnDetector,
+            DlibEmbedder,
+            DlibModels,
+            HogDetector,
+        )
+
+        models = DlibModels.load()
+        cnn = CnnDetector(models, max_side=settings.cnn_max_side)
+        if settings.detector == "cnn":
+            primary: Detector = cnn
+            fallback: Detector | None = None
+        elif settings.detector == "hog":
+            primary = HogDetector(models, max_side=settings.detect_max_side)
+            fallback = cnn if settings.cnn_fallback else None
+        else:
+            from countenance.errors import InvalidArgument
+
+            raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog or cnn")
+        return cls(
+            primary,
+            DlibEmbedder(models),
+            fallback=fallback,
+            min_face_px=settings.min_face_px,
+            min_sharpness=settings.min_sharpness,
+        )
+
+    def detect(self, rgb: RGB) -> list[DetectedFace]:
+        """Faces in the photo, largest first; the fallback runs only when none is found."""
+        faces = self.detector.detect(rgb)
+        if not faces and self.fallback is not None:
+            faces = self.fallback.detect(rgb)
+        return sorted(faces, key=lambda f: f.box.area, reverse=True)
+
+    def analyse(self, rgb: RGB) -> list[AnalysedFace]:
+        """Every face: detected, quality-checked, and embedded when it passes."""
+        from countenance.vision.dlib_models import face_chips
+
+        faces = self.detect(rgb)
+        chips = face_chips(rgb, faces)
+        qualities = [
+            quality_mod.assess(
+                f.box, c, min_face_px=self.min_face_px, min_sharpness=self.min_sharpness
+            )
+            for f, c in zip(faces, chips, strict=True)
+        ]
+        keep = [i for i, q in enumerate(qualities) if q.skip_reason is None]
+        vectors = self._embed_chips(rgb, [faces[i] for i in keep], [chips[i] for i in keep])
+        by_index = dict(zip(keep, vectors, strict=True))
+        return [
+            AnalysedFace(f, q, by_index.get(i))
+            for i, (f, q) in enumerate(zip(faces, qualities, strict=True))
+        ]
+
+    def _embed_chips(self, rgb: RGB, faces: list[DetectedFace], chips: list[RGB]) -> Vectors:
+        embed_chips = getattr(self.embedder, "embed_chips", None)
+        if embed_chips is not None:
+            # aligning twice costs little, but the chips are already at hand
+            return np.asarray(embed_chips(chips), dtype=np.float32)
+        return self.embedder.embed(rgb, faces)
