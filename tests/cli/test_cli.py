@@ -1,0 +1,165 @@
+"""The countenance command end to end: real models, real SQLite and FAISS, real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from countenance.cli import cli
+from tests.conftest import need_faces
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, data: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess (exit codes and streams as users see)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "countenance", "--data", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COUNTENANCE_WORKERS": "1"},
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> Path:
+    """Real photos copied at test time (never into the repository) plus hostile files."""
+    src = need_faces("small_examples")
+    folder = tmp_path / "photos"
+    shutil.copytree(src, folder, ignore=shutil.ignore_patterns("*.csv"))
+    good = (folder / "joe_biden" / "biden.jpg").read_bytes()
+    bad = folder / "bad"
+    bad.mkdir()
+    (bad / "corrupt.jpg").write_bytes(os.urandom(4096))
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "huge.png").write_bytes(huge_png(100_000, 100_000))
+    (bad / "notes.txt").write_text("not a photo")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(good)
+    (bad / "link-out.jpg").symlink_to(outside)
+    return folder
+
+
+def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
+    data = tmp_path / "data"
+    run("sources", "add", "family", "--basis", "consent", "--jurisdiction", "ca", data=data)
+    out = run("ingest", str(photos), "--source", "family", "--json", data=data)
+    summary = json.loads(out.stdout)
+    assert summary["photos"] == 18 and summary["faces"] >= 18, summary
+    assert summary["bad_files"] == {
+        "empty": 1,
+        "not_an_image": 2,  # notes.txt, and random bytes Pillow cannot identify
+        "outside_source": 1,
+        "too_many_pixels": 1,
+        "truncated": 1,
+    }, summary["bad_files"]
+    reported = {Path(e["photo"]).name for e in summary["errors"]}
+    assert reported == {
+        "corrupt.jpg", "truncated.jpg", "empty.png", "huge.png", "notes.txt", "link-out.jpg"
+    }
+    assert "ingest" in out.stderr  # the progress bar is on stderr
+
+    # the same command again stores nothing new
+    again = json.loads(run("ingest", str(photos), "--source", "family", "--json", data=data).stdout)
+    assert again["photos"] == 0 and again["faces"] == 0 and again["unchanged"] == 18
+
+    status = json.loads(run("status", "--json", data=data).stdout)
+    assert status["photos"] == 18 and status["indexed"] == status["faces"] == summary["faces"]
+    assert status["index"] == "flat" and status["space"]["dim"] == 128
+
+    probe = photos / "barack_obama" / "obama2.jpg"
+    result = json.loads(run("search", str(probe), "--json", data=data).stdout)
+    assert len(result["faces"]) == 1
+    matches = result["faces"][0]["matches"]
+    obama = [m for m in matches if "barack_obama" in m["photo"]]
+    assert matches[0]["similarity"] > 0.99  # the probe itself is in the gallery
+    assert len(obama) >= 5
+    assert all(m["source"] == "family" and len(m["box"]) == 4 for m in matches)
+    assert set(matches[0]) == {"face_id", "similarity", "band", "photo", "source", "box"}
+    assert [m["similarity"] for m in matches] == sorted((m["similarity"] for m in matches), reverse=True)
+    assert all("joe_biden" not in m["photo"] for m in matches if m["band"] == "strong")
+
+    same = json.loads(
+        run("verify", str(probe), str(photos / "barack_obama" / "obama.jpg"), "--json", data=data).stdout
+    )
+    diff = json.loads(
+        run("verify", str(probe), str(photos / "joe_biden" / "biden.jpg"), "--json", data=data).stdout
+    )
+    assert same["same"] is True and diff["same"] is False
+    assert same["similarity"] > diff["similarity"]
+
+    listed = json.loads(run("sources", "list", "--json", data=data).stdout)
+    assert listed[0]["name"] == "family" and listed[0]["jurisdiction"] == "CA"
+    assert listed[0]["photos"] == 18
+
+    rebuilt = run("reindex", data=data)
+    assert f"{status['faces']} faces" in rebuilt.stdout
+
+
+def test_errors_exit_1_and_usage_errors_exit_2(tmp_path: Path, photos: Path) -> None:
+    data = tmp_path / "data"
+    no_source = run("ingest", str(photos), "--source", "nowhere", data=data, ok=False)
+    assert no_source.returncode == 1 and "no source named 'nowhere'" in no_source.stderr
+    no_basis = run("sources", "add", "x", data=data, ok=False)
+    assert no_basis.returncode == 2 and "--basis" in no_basis.stderr
+    bad_basis = run("sources", "add", "x", "--basis", "because", data=data, ok=False)
+    assert bad_basis.returncode == 2
+    bad_cc = run("sources", "add", "x", "--basis", "consent", "--jurisdiction", "Canada", data=data, ok=False)
+    assert bad_cc.returncode == 1 and "ISO 3166" in bad_cc.stderr
+    run("sources", "add", "x", "--basis", "consent", data=data)
+    twice = run("sources", "add", "x", "--basis", "consent", data=data, ok=False)
+    assert twice.returncode == 1 and "already exists" in twice.stderr
+    run("sources", "add", "x", "--basis", "consent", "--exist-ok", data=data)
+    no_face = tmp_path / "grey.png"
+    from PIL import Image
+
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(no_face)
+    nothing = run("search", str(no_face), data=data, ok=False)
+    assert nothing.returncode == 1 and "no usable face" in nothing.stderr
+    bad_probe = run("search", str(photos / "bad" / "corrupt.jpg"), data=data, ok=False)
+    assert bad_probe.returncode == 1 and "error:" in bad_probe.stderr
+    assert "Traceback" not in bad_probe.stderr
+
+
+def test_every_command_has_help_text() -> None:
+    def walk(command: click.Command, path: str) -> list[tuple[str, click.Command]]:
+        found = [(path, command)]
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                found += walk(sub, f"{path} {name}")
+        return found
+
+    commands = walk(cli, "countenance")
+    assert len(commands) >= 10
+    runner = CliRunner()
+    for path, command in commands:
+        assert command.help and command.help.strip(), f"{path} has no help text"
+        args = path.split()[1:] + ["--help"]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0, path
+        assert "Usage:" in result.output

@@ -1,0 +1,66 @@
+"""Fakes of the vision ports, for unit tests that need no model.
+
+The fake detector finds one "face" per solid colour block; the fake embedder maps a block's
+colour to a fixed unit vector, so two photos with the same colour "show the same person".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5, Metric
+
+FAKE_SPACE = EmbeddingSpace("dlib_resnet_v1", "1", 128, Metric.COSINE)  # banded like dlib
+
+
+class FakeDetector:
+    """One face: the bounding box of non-white pixels, if any."""
+
+    name = "fake"
+
+    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+        mask = (rgb < 250).any(axis=2)
+        if not mask.any():
+            return []
+        ys, xs = np.nonzero(mask)
+        box = Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+        points = ((cx - 10, cy), (cx - 5, cy), (cx + 10, cy), (cx + 5, cy), (cx, cy + 8))
+        return [DetectedFace(box, 1.0, self.name, Landmarks5(points))]
+
+
+class FakeEmbedder:
+    """A unit vector seeded by the face's median colour."""
+
+    space = FAKE_SPACE
+
+    def embed(self, rgb: np.ndarray, faces: list[DetectedFace]) -> np.ndarray:
+        out = []
+        for face in faces:
+            b = face.box
+            colour = tuple(int(c) for c in np.median(rgb[b.y1 : b.y2, b.x1 : b.x2].reshape(-1, 3), 0))
+            v = np.random.default_rng(abs(hash(colour)) % 2**32).normal(size=self.space.dim)
+            out.append(v / np.linalg.norm(v))
+        return np.asarray(out, dtype=np.float32).reshape(-1, self.space.dim)
+
+
+def fake_pipeline():  # type: ignore[no-untyped-def]
+    from countenance.vision.pipeline import FacePipeline
+
+    return FacePipeline(FakeDetector(), FakeEmbedder(), min_face_px=20, min_sharpness=0.0)
+
+
+def block_photo(colour: tuple[int, int, int] | None, size: int = 120) -> bytes:
+    """A PNG: a coloured square (a fake 'face') with a sharp edge on a white background;
+    ``colour=None`` gives a blank photo with no face."""
+    import io
+
+    from PIL import Image
+
+    img = np.full((200, 200, 3), 255, np.uint8)
+    if colour is not None:
+        img[40 : 40 + size, 40 : 40 + size] = colour
+        img[40 : 40 + size : 4, 40 : 40 + size] = 0  # stripes, so it is sharp
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,179 @@
+"""The engine over fakes of the vision ports: ingest, search, repair, resume. No models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import countenance
+from countenance.config import Settings
+from countenance.engine import Engine
+from countenance.errors import InvalidArgument, NoFaceFound, NotFound, PolicyDenied
+from tests.unit.fakes import block_photo, fake_pipeline
+
+RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
+
+
+def open_engine(data: Path) -> Engine:
+    return Engine(Settings(data_dir=data, workers=1), pipeline=fake_pipeline())
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    photos = tmp_path / "photos"
+    (photos / "a").mkdir(parents=True)
+    (photos / "a" / "red1.png").write_bytes(block_photo(RED))
+    (photos / "a" / "red2.png").write_bytes(block_photo(RED, size=100))
+    (photos / "green.png").write_bytes(block_photo(GREEN))
+    (photos / "blank.png").write_bytes(block_photo(None))  # no face
+    (photos / "copy.png").write_bytes(block_photo(GREEN))  # same bytes as green.png
+    return photos
+
+
+def test_ingest_then_search_returns_same_person_first(tmp_path: Path, folder: Path) -> None:
+    with open_engine(tmp_path / "data") as db:
+        db.add_source("s", basis="consent")
+        summary = db.ingest(folder, source="s")
+        assert (summary.photos, summary.faces, summary.duplicates) == (4, 3, 1)
+        result = db.search(block_photo(RED, size=110))
+        (face,) = result.faces
+        assert face.matches and "red" in face.matches[0].photo
+        assert all("green" not in m.photo for m in face.matches)  # strangers fall below bands
+        assert face.matches[0].band is not None
+        st = db.status()
+        assert (st.photos, st.faces, st.indexed) == (4, 3, 3)
+
+
+def test_ingest_needs_a_declared_source_with_a_basis(tmp_path: Path, folder: Path) -> None:
+    with open_engine(tmp_path / "data") as db:
+        with pytest.raises(NotFound):
+            db.ingest(folder, source="nobody")
+        with pytest.raises(PolicyDenied):
+            db.add_source("s", basis="we_felt_like_it")
+        assert db.status().photos == 0
+
+
+def test_search_validates_arguments(tmp_path: Path) -> None:
+    with open_engine(tmp_path / "data") as db:
+        with pytest.raises(InvalidArgument):
+            db.search(block_photo(RED), top=0)
+        with pytest.raises(InvalidArgument):
+            db.search(block_photo(RED), min_similarity=2.0)
+        with pytest.raises(NoFaceFound):
+            db.search(block_photo(None))
+        with pytest.raises(InvalidArgument):
+            db.search(12345)  # type: ignore[arg-type]
+
+
+def test_reingest_is_a_noop(tmp_path: Path, folder: Path) -> None:
+    with open_engine(tmp_path / "data") as db:
+        db.add_source("s", basis="consent")
+        db.ingest(folder, source="s")
+        again = db.ingest(folder, source="s")
+        assert (again.photos, again.faces, again.unchanged) == (0, 0, 4)
+        assert db.status().indexed == 3
+
+
+def test_index_missing_or_corrupt_is_rebuilt_on_open(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    with open_engine(data) as db:
+        db.add_source("s", basis="consent")
+        db.ingest(folder, source="s")
+    (index_file,) = (data / "index").glob("*.faiss")
+    index_file.unlink()
+    with open_engine(data) as db:
+        assert db.repair.added == 3 and db.index.count() == 3
+    index_file.write_bytes(b"garbage")
+    with open_engine(data) as db:
+        assert db.repair.rebuilt and db.index.count() == 3
+        assert db.search(block_photo(RED)).faces[0].matches
+
+
+def test_index_ahead_of_catalog_is_trimmed_on_open(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    with open_engine(data) as db:
+        db.add_source("s", basis="consent")
+        db.ingest(folder, source="s")
+        stray = np.random.default_rng(0).normal(size=(1, 128)).astype(np.float32)
+        db.index.add(np.array([10_000], dtype=np.int64), stray / np.linalg.norm(stray))
+    with open_engine(data) as db:
+        assert db.repair.removed == 1
+        assert 10_000 not in set(db.index.ids().tolist())
+        assert db.index.count() == 3
+
+
+def test_reindex_rebuilds_from_catalog(tmp_path: Path, folder: Path) -> None:
+    with open_engine(tmp_path / "data") as db:
+        db.add_source("s", basis="consent")
+        db.ingest(folder, source="s")
+        assert db.reindex() == 3
+        assert sorted(db.index.ids().tolist()) == sorted(
+            db.catalog.live_face_ids(db.space).tolist()
+        )
+
+
+def test_second_writer_is_refused(tmp_path: Path, folder: Path) -> None:
+    from countenance.errors import BackendError
+
+    with open_engine(tmp_path / "data") as db, db._writer_lock():
+        db.add_source("s", basis="consent")
+        with pytest.raises(BackendError, match="another countenance process"):
+            db.ingest(folder, source="s")
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(countenance.__all__) == [
+        "BackendError",
+        "BackendUnavailable",
+        "BadImage",
+        "Band",
+        "Box",
+        "CountenanceError",
+        "DetectedFace",
+        "EmbeddingSpace",
+        "Engine",
+        "FolderSource",
+        "IndexOutOfSync",
+        "IngestSummary",
+        "InvalidArgument",
+        "Landmarks5",
+        "Match",
+        "Metric",
+        "NoFaceFound",
+        "NotFound",
+        "PolicyDenied",
+        "ProbeFace",
+        "Provenance",
+        "SearchResult",
+        "Settings",
+        "SourceInfo",
+        "SpaceMismatch",
+        "Status",
+        "Verification",
+        "open",
+    ]
+    for name in countenance.__all__:
+        obj = getattr(countenance, name)
+        assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_import_does_no_work() -> None:
+    code = (
+        "import sys, countenance; "
+        "heavy = {'dlib', 'faiss', 'face_recognition_models'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_open_from_python(tmp_path: Path) -> None:
+    db = countenance.open(tmp_path / "data")
+    try:
+        assert db.status().photos == 0 and db.status().index == "flat"
+    finally:
+        db.close()
