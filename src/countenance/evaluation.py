@@ -210,8 +210,12 @@ def eval_identify(
             workers=workers,
             progress=progress and progress("gallery"),
         )
-        photo_identity = {str(Path(p).resolve()): identity for p, identity in gallery.items()}
-        top_scores = _search_probes(engine, probes, workers, progress, photo_identity)
+        # the labelled person of a gallery photo is its largest face; its other faces are
+        # unlabelled distractors
+        digests = {imaging.sha256(p.read_bytes()): identity for p, identity in gallery.items()}
+        largest = engine.catalog.largest_faces(engine.space, digests)
+        face_identity = {face_id: digests[d] for d, (face_id, _) in largest.items()}
+        top_scores = _search_probes(engine, probes, workers, progress, face_identity)
         n_gallery = engine.index.count()
     mated_results = [top_scores[p] for p, _ in mated]
     mated_ranks = [
@@ -259,7 +263,7 @@ def _search_probes(
     probes: list[Path],
     workers: int,
     progress: Progress | None,
-    photo_identity: dict[str, str],
+    face_identity: dict[int, str],
 ) -> dict[Path, list[tuple[str, float]]]:
     """Each probe's largest face searched against the gallery: candidate identities, best
     first, each with its best similarity (no floor: the protocol needs every score)."""
@@ -291,7 +295,7 @@ def _search_probes(
             matches = engine._search_vectors(largest.embedding[None, :], 50, -1.0)[0]
             candidates: dict[str, float] = {}
             for m in matches:
-                identity = photo_identity.get(m.photo, f"unlabelled:{m.photo}")
+                identity = face_identity.get(m.face_id, f"unlabelled:{m.face_id}")
                 candidates.setdefault(identity, m.similarity)
             out[path] = sorted(candidates.items(), key=lambda kv: -kv[1])
         if update:

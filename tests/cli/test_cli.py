@@ -39,7 +39,9 @@ def huge_png(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height pixels (a decompression bomb's header)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
@@ -80,7 +82,12 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
     }, summary["bad_files"]
     reported = {Path(e["photo"]).name for e in summary["errors"]}
     assert reported == {
-        "corrupt.jpg", "truncated.jpg", "empty.png", "huge.png", "notes.txt", "link-out.jpg"
+        "corrupt.jpg",
+        "truncated.jpg",
+        "empty.png",
+        "huge.png",
+        "notes.txt",
+        "link-out.jpg",
     }
     assert "ingest" in out.stderr  # the progress bar is on stderr
 
@@ -101,14 +108,20 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
     assert len(obama) >= 5
     assert all(m["source"] == "family" and len(m["box"]) == 4 for m in matches)
     assert set(matches[0]) == {"face_id", "similarity", "band", "photo", "source", "box"}
-    assert [m["similarity"] for m in matches] == sorted((m["similarity"] for m in matches), reverse=True)
+    assert [m["similarity"] for m in matches] == sorted(
+        (m["similarity"] for m in matches), reverse=True
+    )
     assert all("joe_biden" not in m["photo"] for m in matches if m["band"] == "strong")
 
     same = json.loads(
-        run("verify", str(probe), str(photos / "barack_obama" / "obama.jpg"), "--json", data=data).stdout
+        run(
+            "verify", str(probe), str(photos / "barack_obama" / "obama.jpg"), "--json", data=data
+        ).stdout
     )
     diff = json.loads(
-        run("verify", str(probe), str(photos / "joe_biden" / "biden.jpg"), "--json", data=data).stdout
+        run(
+            "verify", str(probe), str(photos / "joe_biden" / "biden.jpg"), "--json", data=data
+        ).stdout
     )
     assert same["same"] is True and diff["same"] is False
     assert same["similarity"] > diff["similarity"]
@@ -129,7 +142,9 @@ def test_errors_exit_1_and_usage_errors_exit_2(tmp_path: Path, photos: Path) -> 
     assert no_basis.returncode == 2 and "--basis" in no_basis.stderr
     bad_basis = run("sources", "add", "x", "--basis", "because", data=data, ok=False)
     assert bad_basis.returncode == 2
-    bad_cc = run("sources", "add", "x", "--basis", "consent", "--jurisdiction", "Canada", data=data, ok=False)
+    bad_cc = run(
+        "sources", "add", "x", "--basis", "consent", "--jurisdiction", "Canada", data=data, ok=False
+    )
     assert bad_cc.returncode == 1 and "ISO 3166" in bad_cc.stderr
     run("sources", "add", "x", "--basis", "consent", data=data)
     twice = run("sources", "add", "x", "--basis", "consent", data=data, ok=False)
@@ -159,7 +174,7 @@ def test_every_command_has_help_text() -> None:
     runner = CliRunner()
     for path, command in commands:
         assert command.help and command.help.strip(), f"{path} has no help text"
-        args = path.split()[1:] + ["--help"]
+        args = [*path.split()[1:], "--help"]
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, path
         assert "Usage:" in result.output

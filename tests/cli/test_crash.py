@@ -29,7 +29,9 @@ def faces_in_catalog(data: Path) -> tuple[int, int]:
     with sqlite3.connect(db, timeout=30) as conn:
         try:
             photos = conn.execute("select count(*) from photos").fetchone()[0]
-            faces = conn.execute("select count(*) from faces where skip_reason is null").fetchone()[0]
+            faces = conn.execute("select count(*) from faces where skip_reason is null").fetchone()[
+                0
+            ]
         except sqlite3.OperationalError:
             return 0, 0
     return photos, faces
@@ -50,7 +52,11 @@ def test_kill_9_then_rerun_equals_one_clean_run(tmp_path: Path, workers: str) ->
 
     clean = tmp_path / "clean"
     subprocess.run(cli(clean, "sources", "add", "s", "--basis", "consent"), check=True)
-    subprocess.run(cli(clean, "ingest", str(folder), "--source", "s", "--workers", workers, "--json"), check=True, capture_output=True)
+    subprocess.run(
+        cli(clean, "ingest", str(folder), "--source", "s", "--workers", workers, "--json"),
+        check=True,
+        capture_output=True,
+    )
     expected = faces_in_catalog(clean)
     assert expected[0] == n_photos
 
@@ -80,6 +86,10 @@ def test_kill_9_then_rerun_equals_one_clean_run(tmp_path: Path, workers: str) ->
     summary = json.loads(rerun.stdout)
     assert summary["unchanged"] == partial[0]
     assert faces_in_catalog(crashed) == expected
-    status = json.loads(subprocess.run(cli(crashed, "status", "--json"), check=True, capture_output=True, text=True).stdout)
+    status = json.loads(
+        subprocess.run(
+            cli(crashed, "status", "--json"), check=True, capture_output=True, text=True
+        ).stdout
+    )
     assert status["photos"] == expected[0]
     assert status["faces"] == status["indexed"] == expected[1]

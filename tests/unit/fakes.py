@@ -38,7 +38,9 @@ class FakeEmbedder:
         out = []
         for face in faces:
             b = face.box
-            colour = tuple(int(c) for c in np.median(rgb[b.y1 : b.y2, b.x1 : b.x2].reshape(-1, 3), 0))
+            colour = tuple(
+                int(c) for c in np.median(rgb[b.y1 : b.y2, b.x1 : b.x2].reshape(-1, 3), 0)
+            )
             v = np.random.default_rng(abs(hash(colour)) % 2**32).normal(size=self.space.dim)
             out.append(v / np.linalg.norm(v))
         return np.asarray(out, dtype=np.float32).reshape(-1, self.space.dim)

@@ -76,7 +76,9 @@ def test_deepface_pairs_are_separated(pipeline, engine) -> None:  # type: ignore
         vectors = []
         for key in ("file_x", "file_y"):
             if row[key] not in cache:
-                faces = [f for f in pipeline.analyse(rgb_of(root / row[key])) if f.embedding is not None]
+                faces = [
+                    f for f in pipeline.analyse(rgb_of(root / row[key])) if f.embedding is not None
+                ]
                 assert faces, row[key]
                 cache[row[key]] = faces[0].embedding
             vectors.append(cache[row[key]])
@@ -95,7 +97,9 @@ def test_greyscale_faces_are_found_and_grouped(pipeline, dataset: str) -> None: 
     for row in rows:
         if row["identity"] in vectors and len(vectors[row["identity"]]) < 3:
             tried += 1
-            faces = [f for f in pipeline.analyse(rgb_of(root / row["path"])) if f.embedding is not None]
+            faces = [
+                f for f in pipeline.analyse(rgb_of(root / row["path"])) if f.embedding is not None
+            ]
             if faces:
                 vectors[row["identity"]].append(faces[0].embedding)
     found = sum(len(v) for v in vectors.values())
@@ -124,8 +128,8 @@ def test_quality_marks_a_blurred_face_blurry(pipeline) -> None:  # type: ignore[
 
 
 def test_tiny_faces_are_skipped_as_too_small(pipeline) -> None:  # type: ignore[no-untyped-def]
-    from countenance.vision.quality import assess
     from countenance.types import Box
+    from countenance.vision.quality import assess
 
     chip = np.full((150, 150, 3), 128, np.uint8)
     chip[::2] = 0  # sharp stripes
