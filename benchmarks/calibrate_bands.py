@@ -3,7 +3,7 @@
     python benchmarks/calibrate_bands.py --photos ../shared/faces/lfw --json
 
 Ingests every photo listed in ``manifest.csv`` (path,identity) through the engine, takes each
-photo's largest face, and compares every pair of photos of *different* people (impostors).
+photo's principal face, and compares every pair of photos of *different* people (impostors).
 A band's lower edge is the similarity that impostors exceed at its false-match rate; the
 genuine pairs' true-match rate at each edge is printed alongside. The figures go into
 ``countenance/scoring.py``.
@@ -38,11 +38,11 @@ def main() -> None:
         db.add_source("calibration", basis="legitimate_interest")
         db.ingest(FileListSource([p for p, _ in rows]), source="calibration", workers=args.workers)
         digests = [imaging.sha256(p.read_bytes()) for p, _ in rows]
-        largest = db.catalog.largest_faces(db.space, digests)
+        principal = db.catalog.principal_faces(db.space, digests)
     keep = [
-        (largest[d][1], identity)
+        (principal[d][1], identity)
         for d, (_, identity) in zip(digests, rows, strict=True)
-        if d in largest
+        if d in principal
     ]
     vectors = np.stack([v for v, _ in keep])
     labels = np.array([identity for _, identity in keep])

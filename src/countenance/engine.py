@@ -342,9 +342,10 @@ class Engine:
         return results
 
     def verify(self, a: Photo, b: Photo) -> Verification:
-        """Whether the largest faces of two photos are one person (FMR 1 in 1,000 rule)."""
-        fa = self._largest_face(a)
-        fb = self._largest_face(b)
+        """Whether the principal faces of two photos (the largest whole face of each) are one
+        person, by the FMR 1 in 1,000 rule."""
+        fa = self._principal_face(a)
+        fb = self._principal_face(b)
         assert fa.embedding is not None and fb.embedding is not None
         sim = float(np.dot(fa.embedding, fb.embedding))
         return Verification(
@@ -355,9 +356,9 @@ class Engine:
             box_b=fb.detected.box,
         )
 
-    def _largest_face(self, photo: Photo) -> AnalysedFace:
+    def _principal_face(self, photo: Photo) -> AnalysedFace:
         rgb, _ = self._decode(photo)
-        for face in self.pipeline.analyse(rgb):  # largest first
+        for face in self.pipeline.analyse(rgb):  # principal first
             if face.embedding is not None:
                 return face
         raise NoFaceFound("no usable face found in the photo")

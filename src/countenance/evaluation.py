@@ -99,12 +99,12 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float) -> float:
 def _ingest_files(
     engine: Engine, files: list[Path], workers: int, progress: ProgressCallback | None
 ) -> dict[Path, tuple[int, np.ndarray]]:
-    """Ingest ``files``; map each to its largest indexed face (absent when none)."""
+    """Ingest ``files``; map each to its principal indexed face (absent when none)."""
     engine.add_source("evaluation", basis="legitimate_interest")
     engine.ingest(FileListSource(files), source="evaluation", workers=workers, progress=progress)
     digests = {f: imaging.sha256(f.read_bytes()) for f in files}
-    largest = engine.catalog.largest_faces(engine.space, digests.values())
-    return {f: largest[d] for f, d in digests.items() if d in largest}
+    principal = engine.catalog.principal_faces(engine.space, digests.values())
+    return {f: principal[d] for f, d in digests.items() if d in principal}
 
 
 def eval_pairs(
@@ -210,11 +210,11 @@ def eval_identify(
             workers=workers,
             progress=progress and progress("gallery"),
         )
-        # the labelled person of a gallery photo is its largest face; its other faces are
+        # the labelled person of a gallery photo is its principal face; its other faces are
         # unlabelled distractors
         digests = {imaging.sha256(p.read_bytes()): identity for p, identity in gallery.items()}
-        largest = engine.catalog.largest_faces(engine.space, digests)
-        face_identity = {face_id: digests[d] for d, (face_id, _) in largest.items()}
+        principal = engine.catalog.principal_faces(engine.space, digests)
+        face_identity = {face_id: digests[d] for d, (face_id, _) in principal.items()}
         top_scores = _search_probes(engine, probes, workers, progress, face_identity)
         n_gallery = engine.index.count()
     mated_results = [top_scores[p] for p, _ in mated]
@@ -290,9 +290,11 @@ def _search_probes(
         if not usable:
             out[path] = []
         else:
-            largest = max(usable, key=lambda f: f.box.area)
-            assert largest.embedding is not None
-            matches = engine._search_vectors(largest.embedding[None, :], 50, -1.0)[0]
+            principal = max(
+                usable, key=lambda f: f.box.principal_key(analysis.width, analysis.height)
+            )
+            assert principal.embedding is not None
+            matches = engine._search_vectors(principal.embedding[None, :], 50, -1.0)[0]
             candidates: dict[str, float] = {}
             for m in matches:
                 identity = face_identity.get(m.face_id, f"unlabelled:{m.face_id}")

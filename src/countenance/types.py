@@ -40,6 +40,16 @@ class Box:
     def as_list(self) -> list[int]:
         return [self.x1, self.y1, self.x2, self.y2]
 
+    def is_whole(self, width: int, height: int) -> bool:
+        """Whether the box lies wholly inside a ``width`` x ``height`` photo (not cut by its
+        edge); a face cut by the edge is a partial face."""
+        return self.x1 > 0 and self.y1 > 0 and self.x2 < width and self.y2 < height
+
+    def principal_key(self, width: int, height: int) -> tuple[bool, int]:
+        """Sort key of the rule that names a photo's principal (labelled) face: the largest
+        face wholly inside the photo, else the largest face. Sort descending."""
+        return (self.is_whole(width, height), self.area)
+
     def clip(self, width: int, height: int) -> Box:
         """This box cut to an image of ``width`` x ``height``."""
         return Box(

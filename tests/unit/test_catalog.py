@@ -401,23 +401,26 @@ def test_face_rows_omit_skipped_faces(catalog: SqlCatalog, source_id: int) -> No
     assert catalog.face_rows([skipped_id]) == {}
 
 
-def test_largest_faces_picks_largest_box_per_photo(catalog: SqlCatalog, source_id: int) -> None:
-    v = unit_vectors(4)
+def test_principal_faces_pick_the_largest_whole_face_per_photo(
+    catalog: SqlCatalog, source_id: int
+) -> None:
+    v = unit_vectors(5)
     a = photo(
         "a",
         (
-            face(Box(0, 0, 10, 10), v[0]),  # area 100
-            face(Box(0, 0, 30, 5), v[1]),  # area 150: the largest
-            face(Box(0, 0, 100, 100), skip_reason="blurry"),  # larger, but not live
+            face(Box(5, 5, 15, 15), v[0]),  # area 100
+            face(Box(5, 5, 35, 10), v[1]),  # area 150: the largest whole face
+            face(Box(0, 5, 60, 60), v[3]),  # larger, but cut by the photo's left edge
+            face(Box(5, 5, 100, 100), skip_reason="blurry"),  # larger, but not live
         ),
     )
-    b = photo("b", (face(Box(0, 0, 4, 4), v[2]),))
-    c = photo("c", (face(Box(0, 0, 99, 99), skip_reason="too_small"),))
+    b = photo("b", (face(Box(0, 0, 4, 4), v[2]),))  # only a partial face: it is the principal
+    c = photo("c", (face(Box(1, 1, 99, 99), skip_reason="too_small"),))
     ids_a = catalog.add_photo(source_id, SPACE, a)
     ids_b = catalog.add_photo(source_id, SPACE, b)
     assert catalog.add_photo(source_id, SPACE, c) == []
     assert ids_a is not None and ids_b is not None
-    got = catalog.largest_faces(SPACE, [a.sha256, b.sha256, c.sha256, "f" * 64])
+    got = catalog.principal_faces(SPACE, [a.sha256, b.sha256, c.sha256, "f" * 64])
     assert set(got) == {a.sha256, b.sha256}
     assert got[a.sha256][0] == ids_a[1]
     np.testing.assert_array_equal(got[a.sha256][1], v[1])

@@ -394,29 +394,42 @@ class SqlCatalog:
                     )
         return out
 
-    def largest_faces(
+    def principal_faces(
         self, space: EmbeddingSpace, digests: Iterable[str]
     ) -> dict[str, tuple[int, Vectors]]:
-        """For each photo (by SHA-256), its largest indexed face: ``(face_id, vector)``.
+        """For each photo (by SHA-256), its principal indexed face, ``(face_id, vector)``, by
+        the rule of :meth:`Box.principal_key` (largest whole face, else largest face).
 
         Photos with no indexed face are absent.
         """
         f, p = s.faces, s.photos
         wanted = list(set(digests))
-        best: dict[str, tuple[int, int, Vectors]] = {}
+        best: dict[str, tuple[tuple[bool, int], int, bytes]] = {}
         with self._db.connect() as conn:
             for i in range(0, len(wanted), 900):
                 query = (
-                    sa.select(p.c.sha256, f.c.id, f.c.x1, f.c.y1, f.c.x2, f.c.y2, f.c.embedding)
+                    sa.select(
+                        p.c.sha256,
+                        p.c.width,
+                        p.c.height,
+                        f.c.id,
+                        f.c.x1,
+                        f.c.y1,
+                        f.c.x2,
+                        f.c.y2,
+                        f.c.embedding,
+                    )
                     .select_from(f.join(p, f.c.photo_id == p.c.id))
                     .where(p.c.sha256.in_(wanted[i : i + 900]), self._live(self.space_id(space)))
                 )
-                for digest, face_id, x1, y1, x2, y2, blob in conn.execute(query):
-                    area = (x2 - x1) * (y2 - y1)
-                    if digest not in best or area > best[digest][0]:
-                        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
-                        best[digest] = (area, int(face_id), vector)
-        return {d: (fid, v) for d, (_, fid, v) in best.items()}
+                for digest, w, h, face_id, x1, y1, x2, y2, blob in conn.execute(query):
+                    key = Box(x1, y1, x2, y2).principal_key(w, h)
+                    if digest not in best or key > best[digest][0]:
+                        best[digest] = (key, int(face_id), blob)
+        return {
+            d: (fid, np.frombuffer(blob, dtype="<f4").astype(np.float32))
+            for d, (_, fid, blob) in best.items()
+        }
 
     def counts(self) -> dict[str, int]:
         """Numbers of sources, photos, faces (indexable), skipped faces."""

@@ -30,7 +30,8 @@ class AnalysedFace:
 
 class FacePipeline:
     """Runs a detector (and a fallback detector where the first finds nothing), checks
-    quality on the aligned crop, and embeds the faces that pass. Faces come largest first."""
+    quality on the aligned crop, and embeds the faces that pass. Faces come in the order of
+    :meth:`Box.principal_key`: whole faces first, each group largest first."""
 
     def __init__(
         self,
@@ -82,11 +83,19 @@ class FacePipeline:
         )
 
     def detect(self, rgb: RGB) -> list[DetectedFace]:
-        """Faces in the photo, largest first; the fallback runs only when none is found."""
+        """Faces in the photo: those wholly inside it first, each group largest first.
+
+        The fallback detector runs only where the first finds no face wholly inside the
+        photo (none at all, or only faces cut by its edge); its faces are used when it finds
+        a whole one.
+        """
+        height, width = rgb.shape[:2]
         faces = self.detector.detect(rgb)
-        if not faces and self.fallback is not None:
-            faces = self.fallback.detect(rgb)
-        return sorted(faces, key=lambda f: f.box.area, reverse=True)
+        if self.fallback is not None and not any(f.box.is_whole(width, height) for f in faces):
+            found = self.fallback.detect(rgb)
+            if any(f.box.is_whole(width, height) for f in found) or not faces:
+                faces = found
+        return sorted(faces, key=lambda f: f.box.principal_key(width, height), reverse=True)
 
     def analyse(self, rgb: RGB) -> list[AnalysedFace]:
         """Every face: detected, quality-checked, and embedded when it passes."""
