@@ -48,7 +48,7 @@ from countenance.types import (
     Status,
     Verification,
 )
-from countenance.vision.dlib_models import DLIB_SPACE
+from countenance.vision.dlib_models import dlib_space
 from countenance.vision.pipeline import AnalysedFace, FacePipeline
 
 log = logging.getLogger("countenance")
@@ -94,7 +94,9 @@ class Engine:
         url = settings.catalog_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
         self.catalog = SqlCatalog.open(url)
         self._pipeline = pipeline
-        self.space: EmbeddingSpace = pipeline.space if pipeline else DLIB_SPACE
+        self.space: EmbeddingSpace = (
+            pipeline.space if pipeline else dlib_space(settings.embed_views)
+        )
         self.bands: Bands = bands_for(self.space)
         self.index, self.repair = self._open_index()
 

@@ -18,12 +18,29 @@ from typing import Any
 
 import numpy as np
 
+from countenance.errors import InvalidArgument
 from countenance.ports import RGB, Vectors
-from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5, Metric
+from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5
 
-DLIB_SPACE = EmbeddingSpace("dlib_resnet_v1", "1", 128, Metric.COSINE)
 CHIP_SIZE = 150
-CHIP_PADDING = 0.25  # what dlib's ResNet was trained on
+CHIP_PADDING = 0.25  # the framing dlib's ResNet was trained on
+WIDE_PADDING = 0.35  # a wider framing: more of the head and hair
+VIEWS = (1, 4)
+
+
+def dlib_space(views: int = 4) -> EmbeddingSpace:
+    """The space of dlib's ResNet descriptors averaged over ``views`` views of each face.
+
+    One view is the aligned chip as dlib trained it. Four views add its mirror image and a
+    wider framing with its mirror: on LFW that took the errors from 41 to 24 in 3,000 pairs,
+    for four times the embedding work. Vectors of the two are never compared.
+    """
+    if views not in VIEWS:
+        raise InvalidArgument(f"embed_views must be one of {VIEWS}, not {views}")
+    return EmbeddingSpace("dlib_resnet_v1", "1" if views == 1 else f"1+tta{views}", 128)
+
+
+DLIB_SPACE = dlib_space(4)
 
 
 @dataclass(frozen=True)
@@ -144,8 +161,9 @@ def _faces(
     return faces
 
 
-def face_chips(rgb: RGB, faces: list[DetectedFace]) -> list[RGB]:
-    """Aligned 150x150 crops, eyes and nose placed as dlib's ResNet expects."""
+def face_chips(rgb: RGB, faces: list[DetectedFace], padding: float = CHIP_PADDING) -> list[RGB]:
+    """Aligned 150x150 crops, eyes and nose placed as dlib's ResNet expects; ``padding``
+    widens the framing around the face (0.25 is what the model was trained on)."""
     import dlib
 
     if not faces:
@@ -158,24 +176,37 @@ def face_chips(rgb: RGB, faces: list[DetectedFace]) -> list[RGB]:
         rect = dlib.rectangle(b.x1, b.y1, b.x2 - 1, b.y2 - 1)
         points = dlib.points([dlib.point(round(x), round(y)) for x, y in face.landmarks.points])
         shapes.append(dlib.full_object_detection(rect, points))
-    return [np.asarray(c) for c in dlib.get_face_chips(rgb, shapes, CHIP_SIZE, CHIP_PADDING)]
+    return [np.asarray(c) for c in dlib.get_face_chips(rgb, shapes, CHIP_SIZE, padding)]
 
 
 class DlibEmbedder:
-    """dlib's ResNet-29 face descriptor (128-d), L2-normalised, in :data:`DLIB_SPACE`."""
+    """dlib's ResNet-29 face descriptor (128-d), L2-normalised, averaged over ``views`` views
+    of each face (see :func:`dlib_space`)."""
 
-    space = DLIB_SPACE
-
-    def __init__(self, models: DlibModels) -> None:
+    def __init__(self, models: DlibModels, views: int = 4) -> None:
+        self.space = dlib_space(views)
         self._models = models
+        self._views = views
 
     def embed(self, rgb: RGB, faces: list[DetectedFace]) -> Vectors:
-        return self.embed_chips(face_chips(rgb, faces))
-
-    def embed_chips(self, chips: list[RGB]) -> Vectors:
-        """Descriptors of already aligned 150x150 chips (see :func:`face_chips`)."""
-        if not chips:
+        if not faces:
             return np.zeros((0, self.space.dim), dtype=np.float32)
+        chips = face_chips(rgb, faces)
+        if self._views == 4:
+            wide = face_chips(rgb, faces, WIDE_PADDING)
+            chips = [
+                view
+                for plain, wider in zip(chips, wide, strict=True)
+                for view in (plain, _mirror(plain), wider, _mirror(wider))
+            ]
         raw = np.asarray(self._models.resnet.compute_face_descriptor(chips), dtype=np.float32)
-        norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        return np.ascontiguousarray(raw / np.maximum(norms, 1e-12), dtype=np.float32)
+        per_face = _unit(raw).reshape(len(faces), self._views, self.space.dim).mean(axis=1)
+        return np.ascontiguousarray(_unit(per_face), dtype=np.float32)
+
+
+def _mirror(chip: RGB) -> RGB:
+    return np.ascontiguousarray(chip[:, ::-1])
+
+
+def _unit(x: Vectors) -> Vectors:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from countenance.config import Settings
 from countenance.ports import RGB, Detector, Embedder, Vectors
 from countenance.types import DetectedFace, EmbeddingSpace, Quality
@@ -76,7 +74,7 @@ class FacePipeline:
             raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog or cnn")
         return cls(
             primary,
-            DlibEmbedder(models),
+            DlibEmbedder(models, views=settings.embed_views),
             fallback=fallback,
             min_face_px=settings.min_face_px,
             min_sharpness=settings.min_sharpness,
@@ -110,16 +108,9 @@ class FacePipeline:
             for f, c in zip(faces, chips, strict=True)
         ]
         keep = [i for i, q in enumerate(qualities) if q.skip_reason is None]
-        vectors = self._embed_chips(rgb, [faces[i] for i in keep], [chips[i] for i in keep])
+        vectors = self.embedder.embed(rgb, [faces[i] for i in keep])
         by_index = dict(zip(keep, vectors, strict=True))
         return [
             AnalysedFace(f, q, by_index.get(i))
             for i, (f, q) in enumerate(zip(faces, qualities, strict=True))
         ]
-
-    def _embed_chips(self, rgb: RGB, faces: list[DetectedFace], chips: list[RGB]) -> Vectors:
-        embed_chips = getattr(self.embedder, "embed_chips", None)
-        if embed_chips is not None:
-            # aligning twice costs little, but the chips are already at hand
-            return np.asarray(embed_chips(chips), dtype=np.float32)
-        return self.embedder.embed(rgb, faces)
