@@ -106,8 +106,48 @@ sa.Index("ix_faces_photo", faces.c.photo_id)
 sa.Index("ix_faces_space_live", faces.c.space_id, faces.c.skip_reason)
 
 
+# Append-only and hash-chained: each event holds the hash of the one before (see
+# countenance.governance.audit). Rows are never updated or deleted by countenance.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    # ids must grow with seq: verify reads a smaller id after a larger one as rows swapped
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False, unique=True),  # 1, 2, 3 ... no gaps
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("purpose", sa.Text),
+    sa.Column("case_ref", sa.String(200)),
+    sa.Column("probe_sha256", sa.String(64)),
+    sa.Column("details", sa.JSON),
+    sa.Column("result_face_ids", sa.JSON),
+    sa.Column("prev_hash", sa.String(64), nullable=False),  # 64 zeros before event 1
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+sa.Index("ix_audit_events_at", audit_events.c.at)
+sa.Index("ix_audit_events_actor", audit_events.c.actor)
+
+# One row (id 1): seq and hash of the latest event, written in the same transaction as each
+# append. It anchors the chain's end, so that removing the last events is detected too, and
+# its row lock serialises concurrent appenders.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_audit_head_single_row"),
+)
+
+
 def _v1_initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[sources, spaces, photos, faces])
+
+
+def _v2_audit(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[audit_events, audit_head])
+    conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
 
 
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
@@ -115,6 +155,7 @@ Migration = tuple[int, str, Callable[[sa.Connection], None]]
 # Append only: a released migration is never edited, a new one gets the next number.
 MIGRATIONS: list[Migration] = [
     (1, "sources, spaces, photos, faces", _v1_initial),
+    (2, "audit log", _v2_audit),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
