@@ -13,8 +13,9 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from countenance import imaging
 from countenance.catalog.sql import FaceRecord
@@ -60,7 +61,13 @@ class PhotoAnalyser:
             decoded = imaging.decode(data, max_pixels=self.settings.max_pixels, name=name)
         except BadImage as exc:
             return Analysis(error=str(exc), error_reason=exc.reason)
-        faces = self.pipeline.analyse(decoded.rgb)
+        try:
+            faces = self.pipeline.analyse(decoded.rgb)
+        except Exception as exc:
+            # one photo the models choke on never stops the batch
+            return Analysis(
+                error=f"{name}: face analysis failed: {exc}", error_reason="analysis_failed"
+            )
         return Analysis(
             width=decoded.width,
             height=decoded.height,
@@ -101,26 +108,64 @@ def run_analyses(
     workers: int,
     settings: Settings,
     local: Callable[[], PhotoAnalyser],
+    *,
+    worker_init: Callable[[Settings], None] | None = None,
+    worker_task: Callable[[bytes, str], Analysis] | None = None,
 ) -> Iterator[tuple[T, Analysis]]:
     """Analyse each job, yielding ``(tag, analysis)`` in submission order.
 
     One worker runs in this process; more run in a process pool (spawned, so each loads the
-    models once) with a bounded number of photos in flight, so memory stays flat.
+    models once) with a bounded number of photos in flight, so memory stays flat. A worker
+    that dies takes only the photos in flight with it: they are reported, and a fresh pool
+    goes on. ``worker_init`` and ``worker_task`` replace the per-process set-up and work
+    (module-level functions, for tests).
     """
+    init = worker_init or _init_worker
+    task = worker_task or _analyse_in_worker
     if workers <= 1:
         analyser = local()
         for tag, (data, name) in jobs:
             yield tag, analyser(data, name)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(settings,)
-    ) as pool:
-        pending: list[tuple[T, Future[Analysis]]] = []
+    pending: list[tuple[T, Future[Analysis]]] = []
+    pool = _pool(workers, context, settings, init)
+
+    def drain(limit: int) -> Iterator[tuple[T, Analysis]]:
+        nonlocal pool
+        while len(pending) > limit:
+            tag, analysis = _next_result(pending)
+            yield tag, analysis
+            if analysis.error_reason == "worker_died":
+                # a worker died (killed, out of memory, a crash in native code): every photo
+                # in flight went with it and is reported; a fresh pool takes the rest
+                while pending:
+                    yield _next_result(pending)
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = _pool(workers, context, settings, init)
+
+    try:
         for tag, (data, name) in jobs:
-            pending.append((tag, pool.submit(_analyse_in_worker, data, name)))
-            while len(pending) >= workers * 3:
-                done_tag, future = pending.pop(0)
-                yield done_tag, future.result()
-        for done_tag, future in pending:
-            yield done_tag, future.result()
+            pending.append((tag, pool.submit(task, data, name)))
+            yield from drain(workers * 3 - 1)
+        yield from drain(0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool(
+    workers: int, context: Any, settings: Settings, init: Callable[[Settings], None]
+) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=init, initargs=(settings,))
+
+
+def _next_result(pending: list[tuple[T, Future[Analysis]]]) -> tuple[T, Analysis]:
+    tag, future = pending.pop(0)
+    try:
+        return tag, future.result()
+    except BrokenProcessPool:
+        return tag, Analysis(
+            error="the worker process died while this photo was in flight; run the ingest "
+            "again to retry it",
+            error_reason="worker_died",
+        )

@@ -66,3 +66,18 @@ def block_photo(colour: tuple[int, int, int] | None, size: int = 120) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def init_nothing(settings: object) -> None:
+    """A worker set-up that loads no model."""
+
+
+def die_on_request(data: bytes, name: str):  # type: ignore[no-untyped-def]
+    """A worker task that kills its own process for the photo named ``die``."""
+    import os
+
+    from countenance.ingest import Analysis
+
+    if name == "die":
+        os._exit(1)
+    return Analysis(width=len(data), height=1, format="FAKE")

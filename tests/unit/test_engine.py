@@ -177,3 +177,27 @@ def test_open_from_python(tmp_path: Path) -> None:
         assert db.status().photos == 0 and db.status().index == "flat"
     finally:
         db.close()
+
+
+def test_a_dying_worker_loses_only_the_photos_in_flight() -> None:
+    from countenance.ingest import run_analyses
+    from tests.unit.fakes import die_on_request, init_nothing
+
+    names = [f"p{i}" for i in range(6)] + ["die"] + [f"q{i}" for i in range(12)]
+    jobs = ((name, (name.encode(), name)) for name in names)
+    results = list(
+        run_analyses(
+            jobs,
+            2,
+            Settings(),
+            local=lambda: None,  # type: ignore[arg-type,return-value]
+            worker_init=init_nothing,
+            worker_task=die_on_request,
+        )
+    )
+    assert [tag for tag, _ in results] == names  # every photo is accounted for, in order
+    died = [tag for tag, a in results if a.error_reason == "worker_died"]
+    assert "die" in died
+    assert len(died) <= 2 * 3  # only what was in flight with it
+    assert all(a.error is None for tag, a in results if tag.startswith("q") and tag not in died)
+    assert results[-1][1].format == "FAKE"  # the pool came back for the rest
