@@ -85,6 +85,8 @@ class Settings:
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise InvalidArgument(f"config file {config_file}: {exc}") from exc
         known = {f.name: f for f in fields(cls)}
+        if "COUNTENANCE_DATA" in env:  # the CLI's name for it, honoured everywhere
+            values["data_dir"] = env["COUNTENANCE_DATA"]
         for name in known:
             raw = env.get(f"COUNTENANCE_{name.upper()}")
             if raw is not None:

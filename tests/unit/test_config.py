@@ -186,3 +186,12 @@ def test_replace_returns_a_changed_copy() -> None:
 def test_missing_config_file_is_a_countenance_error(tmp_path: Path) -> None:
     with pytest.raises(CountenanceError):
         Settings.from_env({"COUNTENANCE_CONFIG": str(tmp_path / "absent.toml")})
+
+
+def test_countenance_data_names_the_data_dir_as_in_the_cli() -> None:
+    from pathlib import Path
+
+    from countenance.config import Settings
+
+    assert Settings.from_env({"COUNTENANCE_DATA": "/srv/faces"}).data_dir == Path("/srv/faces")
+    assert Settings.from_env({"COUNTENANCE_DATA": "/a"}, data_dir="/b").data_dir == Path("/b")
