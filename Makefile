@@ -11,6 +11,9 @@ SOURCE ?= photos
 BASIS ?= legitimate_interest
 PHOTOS ?=
 PROBE ?=
+ACTOR ?= $(shell id -un)
+PURPOSE ?= find where the people in PROBE appear in PHOTOS
+CASE ?= make-run
 PYTEST_ARGS ?=
 
 .PHONY: run test lint typecheck venv clean
@@ -27,7 +30,7 @@ run: $(BIN)/.installed
 	@test -n "$(PHOTOS)" -a -n "$(PROBE)" || { echo "usage: make run PHOTOS=DIR PROBE=PHOTO"; exit 2; }
 	$(BIN)/countenance --data $(DATA) sources add $(SOURCE) --basis $(BASIS) --exist-ok
 	$(BIN)/countenance --data $(DATA) ingest $(PHOTOS) --source $(SOURCE)
-	$(BIN)/countenance --data $(DATA) search $(PROBE)
+	$(BIN)/countenance --data $(DATA) search $(PROBE) --actor "$(ACTOR)" --purpose "$(PURPOSE)" --case "$(CASE)"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -9,7 +9,7 @@ Example::
     db = countenance.open("countenance-data")
     db.add_source("family", basis="consent")
     db.ingest("photos/", source="family")
-    hits = db.search("probe.jpg", top=10)
+    hits = db.search("probe.jpg", actor="alice", purpose="missing person", case="17")
 
 Nothing is loaded at import: models load on the first ingest or search.
 """

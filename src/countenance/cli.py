@@ -264,13 +264,35 @@ def ingest(ctx: Context, path: Path, source_name: str, workers: int | None, as_j
     default=None,
     help="Raise the floor (cosine); matches below the weak band are never shown.",
 )
+@click.option(
+    "--actor", envvar="COUNTENANCE_ACTOR", help="Who searches (audited). Also COUNTENANCE_ACTOR."
+)
+@click.option("--purpose", help="Why: the lawful purpose of this search (audited).")
+@click.option("--case", "case_ref", help="The case reference the search serves (audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def search(
-    ctx: Context, photo: Path, top: int, min_similarity: float | None, as_json: bool
+    ctx: Context,
+    photo: Path,
+    top: int,
+    min_similarity: float | None,
+    actor: str | None,
+    purpose: str | None,
+    case_ref: str | None,
+    as_json: bool,
 ) -> None:
-    """Find where the people in PHOTO appear: leads ranked by similarity, with bands."""
-    result = ctx.engine.search(photo, top=top, min_similarity=min_similarity)
+    """Find where the people in PHOTO appear: leads ranked by similarity, with bands.
+
+    Every search names an actor, a purpose and a case, and is recorded in the audit log.
+    """
+    result = ctx.engine.search(
+        photo,
+        actor=actor or "",
+        purpose=purpose or "",
+        case=case_ref,
+        top=top,
+        min_similarity=min_similarity,
+    )
     if as_json:
         _print_json(result.to_json())
         return
@@ -331,6 +353,65 @@ def reindex(ctx: Context) -> None:
     """Rebuild the vector index from the embeddings stored in the catalog."""
     n = ctx.engine.reindex()
     stdout.print(f"index rebuilt: {n} faces ({ctx.engine.index.kind})")
+
+
+@cli.group()
+def audit() -> None:
+    """Read, export and verify the hash-chained audit log."""
+
+
+@audit.command("list")
+@click.option("--action", help="Only this action (search, ingest, source, ...).")
+@click.option("--actor", help="Only this actor.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def audit_list(
+    ctx: Context, action: str | None, actor: str | None, limit: int, as_json: bool
+) -> None:
+    """The latest audited events, oldest first."""
+    events = ctx.engine.audit.events(action=action, actor=actor)[-limit:]
+    if as_json:
+        _print_json([e.to_json() for e in events])
+        return
+    table = Table("seq", "at", "actor", "action", "purpose", "case", "results")
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            e.at.isoformat(timespec="seconds"),
+            e.actor,
+            e.action,
+            e.purpose or "-",
+            e.case_ref or "-",
+            str(len(e.result_face_ids)),
+        )
+    stdout.print(table)
+
+
+@audit.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@pass_ctx
+def audit_export(ctx: Context, out: Path) -> None:
+    """Write every event, with its hashes, as JSON Lines to OUT."""
+    with out.open("w", encoding="utf-8") as fh:
+        n = ctx.engine.audit.export(fh)
+    stdout.print(f"{n} events written to {out}")
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def audit_verify(ctx: Context, as_json: bool) -> None:
+    """Check the hash chain; exits 1 and names the first bad event if any was tampered with."""
+    report = ctx.engine.audit.verify()
+    if as_json:
+        _print_json(report.to_json())
+    elif report.ok:
+        stdout.print(f"audit log intact: {report.events} events")
+    else:
+        stderr.print(f"audit log tampered: {report.reason}", markup=False, highlight=False)
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.group("eval")

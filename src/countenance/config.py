@@ -63,6 +63,12 @@ class Settings:
     min_sharpness: float = _setting(
         2.0, "Faces whose aligned crop has less Laplacian variance than this are skipped as blurry."
     )
+    require_case: bool = _setting(
+        True, "Searches must name a case reference as well as an actor and a purpose."
+    )
+    search_rate_per_minute: int = _setting(
+        30, "Searches one actor may run in any minute (0: no limit)."
+    )
     workers: int = _setting(0, "Ingest worker processes; 0 means one per CPU core.")
     top: int = _setting(10, "Matches returned per probe face by default.")
     index_save_seconds: float = _setting(

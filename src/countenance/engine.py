@@ -9,7 +9,7 @@ Example::
     db = countenance.open("countenance-data")
     db.add_source("family", basis="consent")
     db.ingest("photos/", source="family")
-    for face in db.search("probe.jpg").faces:
+    for face in db.search("probe.jpg", actor="alice", purpose="missing person", case="17").faces:
         for match in face.matches:
             print(match.similarity, match.band, match.photo)
 """
@@ -17,7 +17,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
+import getpass
 import logging
 import os
 import time
@@ -31,7 +33,8 @@ import numpy as np
 from countenance import imaging
 from countenance.catalog.sql import PhotoRecord, SqlCatalog
 from countenance.config import Settings
-from countenance.errors import BackendError, BadImage, InvalidArgument, NoFaceFound
+from countenance.errors import BackendError, BadImage, InvalidArgument, NoFaceFound, PolicyDenied
+from countenance.governance.audit import AuditLog
 from countenance.index import open_index
 from countenance.ingest import Analysis, PhotoAnalyser, run_analyses, worker_count
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
@@ -93,6 +96,7 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.catalog_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
         self.catalog = SqlCatalog.open(url)
+        self.audit = AuditLog(self.catalog.db)
         self._pipeline = pipeline
         self.space: EmbeddingSpace = (
             pipeline.space if pipeline else dlib_space(settings.embed_views)
@@ -132,11 +136,13 @@ class Engine:
         consent_ref: str | None = None,
         licence: str | None = None,
         retention_days: int | None = None,
+        actor: str | None = None,
     ) -> SourceInfo:
-        """Declare a source of photos and the lawful basis for processing them."""
+        """Declare a source of photos and the lawful basis for processing them (audited as
+        ``actor``, by default the operating-system user)."""
         if jurisdiction is not None:
             jurisdiction = _iso3166(jurisdiction)
-        return self.catalog.add_source(
+        info = self.catalog.add_source(
             SourceInfo(
                 name=name,
                 lawful_basis=basis,
@@ -147,6 +153,19 @@ class Engine:
                 retention_days=retention_days,
             )
         )
+        self.audit.append(
+            actor=actor or _os_user(),
+            action="source",
+            details={
+                "op": "add",
+                "source": name,
+                "lawful_basis": basis,
+                "jurisdiction": jurisdiction,
+                "consent_ref": consent_ref,
+                "retention_days": retention_days,
+            },
+        )
+        return info
 
     def sources(self) -> list[SourceInfo]:
         """Every declared source with its photo and face counts."""
@@ -161,6 +180,7 @@ class Engine:
         source: str,
         workers: int | None = None,
         progress: ProgressCallback | None = None,
+        actor: str | None = None,
     ) -> IngestSummary:
         """Index every face in ``photos`` (a folder, a file or a Source) into ``source``.
 
@@ -174,7 +194,11 @@ class Engine:
         if n_workers < 1:
             raise InvalidArgument("workers must be at least 1")
         with self._writer_lock():
-            return self._ingest(src, info, n_workers, progress)
+            summary = self._ingest(src, info, n_workers, progress)
+        totals = summary.to_json()
+        del totals["errors"]
+        self.audit.append(actor=actor or _os_user(), action="ingest", details=totals)
+        return summary
 
     def _ingest(
         self, src: Source, info: SourceInfo, workers: int, progress: ProgressCallback | None
@@ -287,14 +311,23 @@ class Engine:
         self,
         photo: Photo,
         *,
+        actor: str,
+        purpose: str,
+        case: str | None = None,
         top: int | None = None,
         min_similarity: float | None = None,
     ) -> SearchResult:
         """For every face in ``photo``, the stored faces most similar to it, best first.
 
+        Every search names who runs it (``actor``), why (``purpose``) and, unless the operator
+        turned ``require_case`` off, the case it serves; it is refused without them, past the
+        actor's rate limit, and recorded in the audit log before its results are returned.
         Matches below the weak band's edge are never returned; ``min_similarity`` can only
         raise that floor. Raises NoFaceFound when the photo holds no usable face.
+
+        Example: ``db.search("probe.jpg", actor="alice", purpose="missing person", case="17")``.
         """
+        self._authorize_search(actor, purpose, case)
         k = self.settings.top if top is None else top
         if not 1 <= k <= 1000:
             raise InvalidArgument("top must be between 1 and 1000")
@@ -307,6 +340,15 @@ class Engine:
             raise NoFaceFound("no usable face found in the probe photo")
         vectors = np.stack([f.embedding for f in faces if f.embedding is not None])
         matches = self._search_vectors(vectors, k, floor)
+        self.audit.append(
+            actor=actor,
+            action="search",
+            purpose=purpose,
+            case_ref=case,
+            probe_sha256=digest,
+            details={"faces": len(faces), "top": k, "min_similarity": round(floor, 4)},
+            result_face_ids=sorted({m.face_id for per_face in matches for m in per_face}),
+        )
         return SearchResult(
             faces=tuple(
                 ProbeFace(f.detected.box, f.quality.score, tuple(m))
@@ -314,6 +356,31 @@ class Engine:
             ),
             probe_sha256=digest,
         )
+
+    def _authorize_search(self, actor: str, purpose: str, case: str | None) -> None:
+        missing = [
+            name
+            for name, value, needed in (
+                ("an actor", actor, True),
+                ("a purpose", purpose, True),
+                ("a case reference", case, self.settings.require_case),
+            )
+            if needed and not (value and value.strip())
+        ]
+        if missing:
+            raise PolicyDenied(
+                "every search must name " + ", ".join(missing) + " (who searches, why, and"
+                " for which case); it is recorded in the audit log"
+            )
+        limit = self.settings.search_rate_per_minute
+        if limit > 0:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+            recent = self.audit.events(actor=actor, action="search", since=since)
+            if len(recent) >= limit:
+                raise PolicyDenied(
+                    f"{actor!r} has run {len(recent)} searches in the last minute, the limit"
+                    f" is {limit}; wait and try again"
+                )
 
     def _search_vectors(self, vectors: Vectors, k: int, floor: float) -> list[list[Match]]:
         # ask for a few more than k: an id the index holds but the catalog no longer has
@@ -464,6 +531,14 @@ class Engine:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _os_user() -> str:
+    """Who runs this process, for actions the caller did not attribute."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
 
 
 def _bad(summary: IngestSummary, name: str, reason: str, message: str) -> None:

@@ -100,7 +100,10 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
     assert status["index"] == "flat" and status["space"]["dim"] == 128
 
     probe = photos / "barack_obama" / "obama2.jpg"
-    result = json.loads(run("search", str(probe), "--json", data=data).stdout)
+    who = ["--actor", "alice", "--purpose", "test the search", "--case", "t-1"]
+    refused = run("search", str(probe), "--json", data=data, ok=False)
+    assert refused.returncode == 1 and "every search must name" in refused.stderr
+    result = json.loads(run("search", str(probe), "--json", *who, data=data).stdout)
     assert len(result["faces"]) == 1
     matches = result["faces"][0]["matches"]
     obama = [m for m in matches if "barack_obama" in m["photo"]]
@@ -133,6 +136,21 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
     rebuilt = run("reindex", data=data)
     assert f"{status['faces']} faces" in rebuilt.stdout
 
+    # the search above is in the audit log, and tampering with any event is named
+    events = json.loads(run("audit", "list", "--json", data=data).stdout)
+    assert [e["action"] for e in events] == ["source", "ingest", "ingest", "search"]
+    assert events[-1]["actor"] == "alice" and events[-1]["case_ref"] == "t-1"
+    assert "intact: 4 events" in run("audit", "verify", data=data).stdout
+    import sqlite3
+
+    with sqlite3.connect(data / "catalog.db") as conn:
+        conn.execute("update audit_events set purpose = 'nothing to see' where seq = 4")
+    tampered = run("audit", "verify", data=data, ok=False)
+    assert tampered.returncode == 1 and "event 4 was edited" in tampered.stderr
+    out = tmp_path / "audit.jsonl"
+    run("audit", "export", "--out", str(out), data=data)
+    assert len(out.read_text().splitlines()) == 4
+
 
 def test_errors_exit_1_and_usage_errors_exit_2(tmp_path: Path, photos: Path) -> None:
     data = tmp_path / "data"
@@ -154,9 +172,10 @@ def test_errors_exit_1_and_usage_errors_exit_2(tmp_path: Path, photos: Path) -> 
     from PIL import Image
 
     Image.new("RGB", (200, 200), (120, 120, 120)).save(no_face)
-    nothing = run("search", str(no_face), data=data, ok=False)
+    who = ["--actor", "alice", "--purpose", "test the search", "--case", "t-1"]
+    nothing = run("search", str(no_face), *who, data=data, ok=False)
     assert nothing.returncode == 1 and "no usable face" in nothing.stderr
-    bad_probe = run("search", str(photos / "bad" / "corrupt.jpg"), data=data, ok=False)
+    bad_probe = run("search", str(photos / "bad" / "corrupt.jpg"), *who, data=data, ok=False)
     assert bad_probe.returncode == 1 and "error:" in bad_probe.stderr
     assert "Traceback" not in bad_probe.stderr
 

@@ -16,6 +16,7 @@ from countenance.errors import InvalidArgument, NoFaceFound, NotFound, PolicyDen
 from tests.unit.fakes import block_photo, fake_pipeline
 
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
+WHO = {"actor": "alice", "purpose": "find a missing person", "case": "case-17"}
 
 
 def open_engine(data: Path) -> Engine:
@@ -39,7 +40,7 @@ def test_ingest_then_search_returns_same_person_first(tmp_path: Path, folder: Pa
         db.add_source("s", basis="consent")
         summary = db.ingest(folder, source="s")
         assert (summary.photos, summary.faces, summary.duplicates) == (4, 3, 1)
-        result = db.search(block_photo(RED, size=110))
+        result = db.search(block_photo(RED, size=110), **WHO)
         (face,) = result.faces
         assert face.matches and "red" in face.matches[0].photo
         assert all("green" not in m.photo for m in face.matches)  # strangers fall below bands
@@ -60,13 +61,13 @@ def test_ingest_needs_a_declared_source_with_a_basis(tmp_path: Path, folder: Pat
 def test_search_validates_arguments(tmp_path: Path) -> None:
     with open_engine(tmp_path / "data") as db:
         with pytest.raises(InvalidArgument):
-            db.search(block_photo(RED), top=0)
+            db.search(block_photo(RED), top=0, **WHO)
         with pytest.raises(InvalidArgument):
-            db.search(block_photo(RED), min_similarity=2.0)
+            db.search(block_photo(RED), min_similarity=2.0, **WHO)
         with pytest.raises(NoFaceFound):
-            db.search(block_photo(None))
+            db.search(block_photo(None), **WHO)
         with pytest.raises(InvalidArgument):
-            db.search(12345)  # type: ignore[arg-type]
+            db.search(12345, **WHO)  # type: ignore[arg-type]
 
 
 def test_reingest_is_a_noop(tmp_path: Path, folder: Path) -> None:
@@ -90,7 +91,7 @@ def test_index_missing_or_corrupt_is_rebuilt_on_open(tmp_path: Path, folder: Pat
     index_file.write_bytes(b"garbage")
     with open_engine(data) as db:
         assert db.repair.rebuilt and db.index.count() == 3
-        assert db.search(block_photo(RED)).faces[0].matches
+        assert db.search(block_photo(RED), **WHO).faces[0].matches
 
 
 def test_index_ahead_of_catalog_is_trimmed_on_open(tmp_path: Path, folder: Path) -> None:
@@ -201,3 +202,30 @@ def test_a_dying_worker_loses_only_the_photos_in_flight() -> None:
     assert len(died) <= 2 * 3  # only what was in flight with it
     assert all(a.error is None for tag, a in results if tag.startswith("q") and tag not in died)
     assert results[-1][1].format == "FAKE"  # the pool came back for the rest
+
+
+def test_search_is_purpose_bound_audited_and_rate_limited(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    with Engine(
+        Settings(data_dir=data, workers=1, search_rate_per_minute=3), pipeline=fake_pipeline()
+    ) as db:
+        db.add_source("s", basis="consent", actor="operator")
+        db.ingest(folder, source="s", actor="operator")
+        for missing in ({"actor": ""}, {"purpose": " "}, {"case": None}):
+            with pytest.raises(PolicyDenied, match="every search must name"):
+                db.search(block_photo(RED), **{**WHO, **missing})  # type: ignore[arg-type]
+        result = db.search(block_photo(RED), **WHO)
+        (event,) = db.audit.events(action="search")
+        assert (event.actor, event.purpose, event.case_ref) == ("alice", WHO["purpose"], "case-17")
+        assert event.probe_sha256 == result.probe_sha256
+        assert set(event.result_face_ids) == {m.face_id for m in result.faces[0].matches}
+        assert [e.action for e in db.audit.events()] == ["source", "ingest", "search"]
+        db.search(block_photo(GREEN), **WHO)
+        db.search(block_photo(GREEN), **WHO)
+        with pytest.raises(PolicyDenied, match="limit is 3"):
+            db.search(block_photo(GREEN), **WHO)
+        db.search(block_photo(GREEN), **{**WHO, "actor": "bob"})  # per actor
+        assert db.audit.verify().ok
+    no_case = Settings(data_dir=data, workers=1, require_case=False)
+    with Engine(no_case, pipeline=fake_pipeline()) as db:
+        assert db.search(block_photo(RED), actor="carol", purpose="archive", case=None).faces

@@ -103,6 +103,11 @@ class SqlCatalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls.open(f"sqlite:///{path}")
 
+    @property
+    def db(self) -> sa.Engine:
+        """The SQLAlchemy engine, for governance modules that keep their tables here."""
+        return self._db
+
     def close(self) -> None:
         self._db.dispose()
 
