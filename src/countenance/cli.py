@@ -203,6 +203,41 @@ def sources_list(ctx: Context, as_json: bool) -> None:
     stdout.print(table)
 
 
+@sources.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sources_show(ctx: Context, name: str, as_json: bool) -> None:
+    """Everything declared about source NAME, and what it holds."""
+    info = ctx.engine.catalog.get_source(name)
+    if as_json:
+        _print_json(_source_json(info))
+        return
+    for key, value in _source_json(info).items():
+        stdout.print(f"{key:>14}: {'-' if value is None else value}", highlight=False)
+
+
+@sources.command("retire")
+@click.argument("name")
+@click.option("--actor", envvar="COUNTENANCE_ACTOR", help="Who retires it (audited).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sources_retire(ctx: Context, name: str, actor: str | None, yes: bool, as_json: bool) -> None:
+    """Delete every photo and face of source NAME and refuse further ingest into it."""
+    ctx.engine.catalog.get_source(name)  # a clear error before any question
+    if not yes:
+        click.confirm(f"delete every photo and face of source {name!r}?", abort=True, err=True)
+    removed = ctx.engine.retire_source(name, actor=actor)
+    if as_json:
+        _print_json({"source": name, **removed})
+    else:
+        stdout.print(
+            f"source {name} retired: {removed['photos']} photos and {removed['faces']} faces"
+            " deleted from the catalog and the index"
+        )
+
+
 def _source_json(info: Any) -> dict[str, Any]:
     return {
         "name": info.name,
@@ -213,6 +248,7 @@ def _source_json(info: Any) -> dict[str, Any]:
         "licence": info.licence,
         "retention_days": info.retention_days,
         "created_at": info.created_at,
+        "retired_at": info.retired_at,
         "photos": info.photos,
         "faces": info.faces,
     }
@@ -353,6 +389,26 @@ def reindex(ctx: Context) -> None:
     """Rebuild the vector index from the embeddings stored in the catalog."""
     n = ctx.engine.reindex()
     stdout.print(f"index rebuilt: {n} faces ({ctx.engine.index.kind})")
+
+
+@cli.group()
+def retention() -> None:
+    """Delete faces past their source's retention (also done whenever the store opens)."""
+
+
+@retention.command("run")
+@click.option("--actor", envvar="COUNTENANCE_ACTOR", help="Who runs it (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def retention_run(ctx: Context, actor: str | None, as_json: bool) -> None:
+    """Delete every photo and face past its retention now."""
+    removed = ctx.engine.retention_run(actor=actor)
+    if as_json:
+        _print_json(removed)
+    else:
+        stdout.print(
+            f"{removed['photos']} photos and {removed['faces']} faces past retention deleted"
+        )
 
 
 @cli.group()

@@ -63,6 +63,11 @@ class Settings:
     min_sharpness: float = _setting(
         2.0, "Faces whose aligned crop has less Laplacian variance than this are skipped as blurry."
     )
+    max_retention_days: int = _setting(
+        0,
+        "Longest any face is kept, whatever its source says (e.g. 1095: three years, as under"
+        " BIPA); 0: no global limit.",
+    )
     require_case: bool = _setting(
         True, "Searches must name a case reference as well as an actor and a purpose."
     )

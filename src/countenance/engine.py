@@ -103,6 +103,7 @@ class Engine:
         )
         self.bands: Bands = bands_for(self.space)
         self.index, self.repair = self._open_index()
+        self.retention_run()
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -171,6 +172,49 @@ class Engine:
         """Every declared source with its photo and face counts."""
         return self.catalog.list_sources()
 
+    def retire_source(self, name: str, *, actor: str | None = None) -> dict[str, int]:
+        """Retire a source: delete its photos and faces from the catalog and the index, and
+        refuse further ingest into it. The source's row stays, so the audit log can name it."""
+        info = self.catalog.get_source(name)
+        assert info.id is not None
+        with self._writer_lock():
+            photos, face_ids = self.catalog.delete_photos(source_id=info.id)
+            self.catalog.retire_source(name)
+            self._forget(face_ids)
+        removed = {"photos": photos, "faces": int(face_ids.size)}
+        self.audit.append(
+            actor=actor or _os_user(),
+            action="source",
+            details={"op": "retire", "source": name, **removed},
+        )
+        return removed
+
+    # retention -----------------------------------------------------------------------------
+
+    def retention_run(self, *, actor: str | None = None) -> dict[str, int]:
+        """Delete every photo, and its faces, past its retention; runs on every open."""
+        now = dt.datetime.now(dt.UTC)
+        photos, face_ids = self.catalog.delete_photos(expired_at=now)
+        removed = {"photos": photos, "faces": int(face_ids.size)}
+        if photos:
+            self._forget(face_ids)
+            self.audit.append(
+                actor=actor or _os_user(), action="retention", details={"op": "purge", **removed}
+            )
+        return removed
+
+    def _expiry(self, info: SourceInfo) -> dt.datetime | None:
+        days = [d for d in (info.retention_days, self.settings.max_retention_days) if d]
+        if not days:
+            return None
+        return dt.datetime.now(dt.UTC) + dt.timedelta(days=min(days))
+
+    def _forget(self, face_ids: Ids) -> None:
+        """Take deleted faces out of the index now: no later search may return them."""
+        if face_ids.size:
+            self.index.remove(face_ids)
+            self._save_index()
+
     # ingest --------------------------------------------------------------------------------
 
     def ingest(
@@ -189,6 +233,8 @@ class Engine:
         summary and never stop the batch.
         """
         info = self.catalog.get_source(source)  # a declared source has a lawful basis
+        if info.retired_at is not None:
+            raise PolicyDenied(f"source {source!r} was retired on {info.retired_at}")
         src: Source = photos if isinstance(photos, Source) else FolderSource(photos)
         n_workers = worker_count(self.settings.workers if workers is None else workers)
         if n_workers < 1:
@@ -284,7 +330,7 @@ class Engine:
         )
         assert info.id is not None
         # the catalog commits first: a crash before the index is saved is repaired on open
-        ids = self.catalog.add_photo(info.id, self.space, record)
+        ids = self.catalog.add_photo(info.id, self.space, record, self._expiry(info))
         if ids is None:
             summary.duplicates += 1
             return

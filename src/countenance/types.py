@@ -150,6 +150,7 @@ class SourceInfo:
     licence: str | None = None
     retention_days: int | None = None
     created_at: str | None = None
+    retired_at: str | None = None
     id: int | None = None
     photos: int = 0
     faces: int = 0

@@ -197,3 +197,24 @@ def test_every_command_has_help_text() -> None:
         result = runner.invoke(cli, args)
         assert result.exit_code == 0, path
         assert "Usage:" in result.output
+
+
+def test_sources_show_retire_and_retention_run(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run("sources", "add", "press", "--basis", "contract", "--retention-days", "90", data=data)
+    shown = json.loads(run("sources", "show", "press", "--json", data=data).stdout)
+    assert shown["lawful_basis"] == "contract" and shown["retention_days"] == 90
+    assert shown["retired_at"] is None
+    unknown = run("sources", "show", "nope", data=data, ok=False)
+    assert unknown.returncode == 1 and "no source named 'nope'" in unknown.stderr
+    retired = json.loads(
+        run("sources", "retire", "press", "--yes", "--actor", "dpo", "--json", data=data).stdout
+    )
+    assert retired == {"source": "press", "photos": 0, "faces": 0}
+    assert json.loads(run("sources", "show", "press", "--json", data=data).stdout)["retired_at"]
+    assert json.loads(run("retention", "run", "--json", data=data).stdout) == {
+        "photos": 0,
+        "faces": 0,
+    }
+    events = json.loads(run("audit", "list", "--json", data=data).stdout)
+    assert [e["details"].get("op") for e in events] == ["add", "retire"]

@@ -229,3 +229,64 @@ def test_search_is_purpose_bound_audited_and_rate_limited(tmp_path: Path, folder
     no_case = Settings(data_dir=data, workers=1, require_case=False)
     with Engine(no_case, pipeline=fake_pipeline()) as db:
         assert db.search(block_photo(RED), actor="carol", purpose="archive", case=None).faces
+
+
+def _expire_everything(db: Engine) -> None:
+    import datetime as dt
+
+    from countenance.catalog import schema
+
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    with db.catalog.db.begin() as conn:
+        conn.execute(
+            schema.photos.update()
+            .where(schema.photos.c.expires_at.is_not(None))
+            .values(expires_at=past)
+        )
+
+
+def test_retention_deletes_expired_faces_from_catalog_and_index(
+    tmp_path: Path, folder: Path
+) -> None:
+    data = tmp_path / "data"
+    with open_engine(data) as db:
+        db.add_source("kept", basis="consent")
+        db.add_source("brief", basis="consent", retention_days=30)
+        db.ingest(folder / "a", source="brief")  # two red faces
+        db.ingest(folder / "green.png", source="kept")
+        assert db.status().indexed == 3
+        _expire_everything(db)
+        assert db.retention_run(actor="dpo") == {"photos": 2, "faces": 2}
+        st = db.status()
+        assert (st.photos, st.faces, st.indexed) == (1, 1, 1)
+        assert not db.search(block_photo(RED), **WHO).faces[0].matches
+        (event,) = db.audit.events(action="retention")
+        assert event.actor == "dpo" and event.details["faces"] == 2
+    with open_engine(data) as db:  # reopening finds nothing more to delete
+        assert db.status().indexed == 1 and db.retention_run() == {"photos": 0, "faces": 0}
+
+
+def test_global_retention_cap_applies_and_runs_on_open(tmp_path: Path, folder: Path) -> None:
+    data = tmp_path / "data"
+    capped = Settings(data_dir=data, workers=1, max_retention_days=1095)
+    with Engine(capped, pipeline=fake_pipeline()) as db:
+        db.add_source("s", basis="consent")  # no retention of its own
+        db.ingest(folder, source="s")
+        _expire_everything(db)
+    with open_engine(data) as db:  # opening the store runs retention
+        assert db.status().photos == 0 and db.index.count() == 0
+
+
+def test_retire_source_purges_it_and_refuses_more(tmp_path: Path, folder: Path) -> None:
+    with open_engine(tmp_path / "data") as db:
+        db.add_source("old", basis="consent")
+        db.add_source("new", basis="consent")
+        db.ingest(folder / "a", source="old")
+        db.ingest(folder / "green.png", source="new")
+        assert db.retire_source("old", actor="dpo") == {"photos": 2, "faces": 2}
+        assert db.index.count() == 1 and db.status().photos == 1
+        assert db.catalog.get_source("old").retired_at is not None
+        with pytest.raises(PolicyDenied, match="retired"):
+            db.ingest(folder / "a", source="old")
+        assert db.audit.events(action="source")[-1].details["op"] == "retire"
+        assert db.audit.verify().ok

@@ -41,6 +41,8 @@ sources = sa.Table(
     sa.Column("consent_ref", sa.Text),
     sa.Column("licence", sa.Text),
     sa.Column("retention_days", sa.Integer),
+    # a retired source keeps its row (the audit log names it) but holds no photos
+    sa.Column("retired_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint(
         "lawful_basis IN (" + ", ".join(f"'{b}'" for b in LAWFUL_BASES) + ")",
@@ -75,8 +77,10 @@ photos = sa.Table(
     sa.Column("bytes", sa.BigInteger, nullable=False),
     sa.Column("n_faces", sa.Integer, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
 )
 sa.Index("ix_photos_source", photos.c.source_id)
+sa.Index("ix_photos_expires", photos.c.expires_at)
 
 faces = sa.Table(
     "faces",
@@ -150,12 +154,36 @@ def _v2_audit(conn: sa.Connection) -> None:
     conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
 
 
+def _add_columns(conn: sa.Connection, table: sa.Table, *names: str) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of ``names`` the table lacks.
+
+    Migration 1 creates tables from their current definitions, so a database created after a
+    column was added already has it; older databases get it here.
+    """
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def _v3_retention(conn: sa.Connection) -> None:
+    _add_columns(conn, sources, "retired_at")
+    _add_columns(conn, photos, "expires_at")
+    for index in photos.indexes:
+        if index.name == "ix_photos_expires":
+            index.create(conn, checkfirst=True)
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
 MIGRATIONS: list[Migration] = [
     (1, "sources, spaces, photos, faces", _v1_initial),
     (2, "audit log", _v2_audit),
+    (3, "source retirement, photo expiry", _v3_retention),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -206,6 +206,7 @@ class SqlCatalog:
                 licence=r["licence"],
                 retention_days=r["retention_days"],
                 created_at=_iso(r["created_at"]),
+                retired_at=_iso(r["retired_at"]),
                 id=r["id"],
                 photos=r["n_photos"],
                 faces=r["n_faces"],
@@ -257,7 +258,11 @@ class SqlCatalog:
         return found
 
     def add_photo(
-        self, source_id: int, space: EmbeddingSpace, photo: PhotoRecord
+        self,
+        source_id: int,
+        space: EmbeddingSpace,
+        photo: PhotoRecord,
+        expires_at: dt.datetime | None = None,
     ) -> list[int] | None:
         """Store a photo and its faces in one transaction; returns the ids of the faces to
         index, or None when a photo with these bytes is already stored."""
@@ -278,6 +283,7 @@ class SqlCatalog:
                             bytes=photo.bytes,
                             n_faces=len(photo.faces),
                             ingested_at=now,
+                            expires_at=expires_at,
                         )
                     )
                 )
@@ -306,6 +312,7 @@ class SqlCatalog:
                                 if face.embedding is None
                                 else np.asarray(face.embedding, dtype="<f4").tobytes(),
                                 created_at=now,
+                                expires_at=expires_at,
                             )
                         )
                     )
@@ -435,6 +442,37 @@ class SqlCatalog:
             d: (fid, np.frombuffer(blob, dtype="<f4").astype(np.float32))
             for d, (_, fid, blob) in best.items()
         }
+
+    def delete_photos(
+        self, *, source_id: int | None = None, expired_at: dt.datetime | None = None
+    ) -> tuple[int, Ids]:
+        """Delete the photos of a source, or those expired at ``expired_at``, with their
+        faces, in one transaction; returns (photos deleted, ids of their faces)."""
+        p, f = s.photos, s.faces
+        if (source_id is None) == (expired_at is None):
+            raise InvalidArgument("delete_photos needs exactly one of source_id, expired_at")
+        if source_id is not None:
+            where = p.c.source_id == source_id
+        else:
+            where = sa.and_(p.c.expires_at.is_not(None), p.c.expires_at <= expired_at)
+        with self._db.begin() as conn:
+            photo_ids = conn.execute(sa.select(p.c.id).where(where)).scalars().all()
+            face_ids: list[int] = []
+            for i in range(0, len(photo_ids), 900):
+                chunk = photo_ids[i : i + 900]
+                face_ids += (
+                    conn.execute(sa.select(f.c.id).where(f.c.photo_id.in_(chunk))).scalars().all()
+                )
+                conn.execute(f.delete().where(f.c.photo_id.in_(chunk)))
+                conn.execute(p.delete().where(p.c.id.in_(chunk)))
+        return len(photo_ids), np.asarray(face_ids, dtype=np.int64)
+
+    def retire_source(self, name: str) -> None:
+        """Mark a source retired: it takes no more photos. Its photos are deleted apart."""
+        with self._db.begin() as conn:
+            conn.execute(
+                s.sources.update().where(s.sources.c.name == name).values(retired_at=utcnow())
+            )
 
     def counts(self) -> dict[str, int]:
         """Numbers of sources, photos, faces (indexable), skipped faces."""
