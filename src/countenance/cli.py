@@ -146,6 +146,11 @@ def sources() -> None:
 @click.option("--consent-ref", help="Where the consent is recorded (a reference, not the text).")
 @click.option("--licence", help="Licence under which the photos may be used.")
 @click.option(
+    "--minors",
+    is_flag=True,
+    help="The source may contain minors: its photos are recorded, their faces never stored.",
+)
+@click.option(
     "--exist-ok", is_flag=True, help="Succeed if a source of this name exists with this basis."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -158,6 +163,7 @@ def sources_add(
     retention_days: int | None,
     consent_ref: str | None,
     licence: str | None,
+    minors: bool,
     exist_ok: bool,
     as_json: bool,
 ) -> None:
@@ -178,6 +184,7 @@ def sources_add(
         retention_days=retention_days,
         consent_ref=consent_ref,
         licence=licence,
+        minors=minors,
     )
     if as_json:
         _print_json(_source_json(info))
@@ -249,6 +256,7 @@ def _source_json(info: Any) -> dict[str, Any]:
         "retention_days": info.retention_days,
         "created_at": info.created_at,
         "retired_at": info.retired_at,
+        "minors": info.minors,
         "photos": info.photos,
         "faces": info.faces,
     }
@@ -305,6 +313,11 @@ def ingest(ctx: Context, path: Path, source_name: str, workers: int | None, as_j
 )
 @click.option("--purpose", help="Why: the lawful purpose of this search (audited).")
 @click.option("--case", "case_ref", help="The case reference the search serves (audited).")
+@click.option(
+    "--location",
+    envvar="COUNTENANCE_LOCATION",
+    help="ISO 3166 code of where the searcher is; searches from excluded places are refused.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def search(
@@ -315,6 +328,7 @@ def search(
     actor: str | None,
     purpose: str | None,
     case_ref: str | None,
+    location: str | None,
     as_json: bool,
 ) -> None:
     """Find where the people in PHOTO appear: leads ranked by similarity, with bands.
@@ -326,6 +340,7 @@ def search(
         actor=actor or "",
         purpose=purpose or "",
         case=case_ref,
+        location=location,
         top=top,
         min_similarity=min_similarity,
     )
@@ -389,6 +404,125 @@ def reindex(ctx: Context) -> None:
     """Rebuild the vector index from the embeddings stored in the catalog."""
     n = ctx.engine.reindex()
     stdout.print(f"index rebuilt: {n} faces ({ctx.engine.index.kind})")
+
+
+@cli.group()
+def policy() -> None:
+    """Exclude jurisdictions: purge their faces, refuse their photos and their searchers."""
+
+
+@policy.command("exclude")
+@click.argument("code")
+@click.option("--reason", help="Why (an order, a finding, a law); audited.")
+@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def policy_exclude(ctx: Context, code: str, reason: str | None, actor: str, as_json: bool) -> None:
+    """Exclude CODE (a country such as CA, or a subdivision such as US-IL)."""
+    removed = ctx.engine.exclude(code, reason=reason, actor=actor)
+    if as_json:
+        _print_json(removed)
+    else:
+        stdout.print(
+            f"{removed['code']} excluded: {removed['photos']} photos and {removed['faces']}"
+            " faces purged from the catalog and the index; its photos and searchers are refused"
+        )
+
+
+@policy.command("allow")
+@click.argument("code")
+@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
+@pass_ctx
+def policy_allow(ctx: Context, code: str, actor: str) -> None:
+    """Lift the exclusion of CODE (what was purged stays purged)."""
+    lifted = ctx.engine.allow(code, actor=actor)
+    stdout.print(f"{code.upper()} allowed" if lifted else f"{code.upper()} was not excluded")
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def policy_show(ctx: Context, as_json: bool) -> None:
+    """The excluded jurisdictions."""
+    rows = ctx.engine.exclusions()
+    if as_json:
+        _print_json({"exclusions": rows})
+        return
+    if not rows:
+        stdout.print("no jurisdiction is excluded")
+    for r in rows:
+        stdout.print(
+            f"{r['code']}: excluded {r['created_at']} by {r['actor']} ({r['reason'] or '-'})"
+        )
+
+
+@cli.command()
+@click.option(
+    "--photo",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A photo of the person to erase (a selfie).",
+)
+@click.option("--face", "face_id", type=int, help="One stored face id.")
+@click.option("--photo-id", type=int, help="One stored photo id: all its faces.")
+@click.option("--source", "source_name", help="Every face of a source.")
+@click.option("--reason", required=True, help="The request or ground (audited).")
+@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+@pass_ctx
+def erase(
+    ctx: Context,
+    photo: Path | None,
+    face_id: int | None,
+    photo_id: int | None,
+    source_name: str | None,
+    reason: str,
+    actor: str,
+    as_json: bool,
+) -> None:
+    """Erase a person's faces (by a photo of them or a face id) or a photo's or a source's.
+
+    Erasing a person keeps only a suppression template, used for nothing but refusing their
+    faces at ingest and hiding them from search.
+    """
+    receipt = ctx.engine.erase(
+        photo=photo,
+        face_id=face_id,
+        photo_id=photo_id,
+        source=source_name,
+        reason=reason,
+        actor=actor,
+    )
+    if as_json:
+        _print_json(receipt.to_json())
+        return
+    stdout.print(
+        f"erased {receipt.erased_faces} faces and {receipt.erased_photos} photos; "
+        f"suppression {receipt.suppression_id or '-'}; receipt {receipt.receipt_sha256}"
+    )
+
+
+@cli.command()
+@click.option(
+    "--photo",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A photo of the person asking what is held about them.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="New folder."
+)
+@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def export(ctx: Context, photo: Path, out: Path, actor: str, as_json: bool) -> None:
+    """Subject access: write what is held about the person in PHOTO (JSON and HTML)."""
+    written = ctx.engine.export(photo, out, actor=actor)
+    if as_json:
+        _print_json(written)
+    else:
+        stdout.print(
+            f"{written['faces']} faces held; report in {written['html']} and {written['json']}"
+        )
 
 
 @cli.group()

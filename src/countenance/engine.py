@@ -29,12 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from countenance import imaging
+from countenance.catalog.governance import covers
 from countenance.catalog.sql import PhotoRecord, SqlCatalog
 from countenance.config import Settings
 from countenance.errors import BackendError, BadImage, InvalidArgument, NoFaceFound, PolicyDenied
+from countenance.governance import controls
 from countenance.governance.audit import AuditLog
+from countenance.governance.controls import ErasureReceipt
+from countenance.governance.geo import photo_jurisdiction
 from countenance.index import open_index
 from countenance.ingest import Analysis, PhotoAnalyser, run_analyses, worker_count
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
@@ -68,6 +73,7 @@ class _Pending:
     provenance: Provenance
     digest: str
     size: int
+    jurisdiction: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,7 @@ class Engine:
         )
         self.bands: Bands = bands_for(self.space)
         self.index, self.repair = self._open_index()
+        self._templates = self.catalog.suppression_templates(self.space)[1:]
         self.retention_run()
 
     # lifecycle -----------------------------------------------------------------------------
@@ -137,6 +144,7 @@ class Engine:
         consent_ref: str | None = None,
         licence: str | None = None,
         retention_days: int | None = None,
+        minors: bool = False,
         actor: str | None = None,
     ) -> SourceInfo:
         """Declare a source of photos and the lawful basis for processing them (audited as
@@ -152,6 +160,7 @@ class Engine:
                 consent_ref=consent_ref,
                 licence=licence,
                 retention_days=retention_days,
+                minors=minors,
             )
         )
         self.audit.append(
@@ -164,6 +173,7 @@ class Engine:
                 "jurisdiction": jurisdiction,
                 "consent_ref": consent_ref,
                 "retention_days": retention_days,
+                "minors": minors,
             },
         )
         return info
@@ -188,6 +198,54 @@ class Engine:
             details={"op": "retire", "source": name, **removed},
         )
         return removed
+
+    # governance ----------------------------------------------------------------------------
+
+    def exclude(self, code: str, *, reason: str | None = None, actor: str) -> dict[str, Any]:
+        """Exclude a jurisdiction (``CA``, ``US-IL``): purge every face whose photo is there,
+        refuse its photos at ingest and its principals' searches. Audited."""
+        return controls.exclude(self, code, reason=reason, actor=actor)
+
+    def allow(self, code: str, *, actor: str) -> bool:
+        """Lift an exclusion (what was purged stays purged). Audited."""
+        return controls.allow(self, code, actor=actor)
+
+    def exclusions(self) -> list[dict[str, Any]]:
+        """The excluded jurisdictions, with who excluded them, when and why."""
+        return controls.exclusions(self)
+
+    def erase(
+        self,
+        *,
+        photo: Photo | None = None,
+        face_id: int | None = None,
+        photo_id: int | None = None,
+        source: str | None = None,
+        reason: str,
+        actor: str,
+    ) -> ErasureReceipt:
+        """Erase a person (by a photo of them or a face id) or a photo's or source's faces
+        from the catalog and the index at once; returns a receipt. See
+        :func:`countenance.governance.controls.erase`.
+
+        Example: ``db.erase(photo="selfie.jpg", reason="Art. 17 request 114", actor="dpo")``.
+        """
+        return controls.erase(
+            self,
+            photo=photo,
+            face_id=face_id,
+            photo_id=photo_id,
+            source=source,
+            reason=reason,
+            actor=actor,
+        )
+
+    def export(
+        self, photo: Photo, out_dir: str | os.PathLike[str], *, actor: str
+    ) -> dict[str, Any]:
+        """Subject access (GDPR Art. 15): write what is held about the person in ``photo``
+        to ``out_dir`` as JSON and a readable HTML page. Audited; the photo is not kept."""
+        return controls.subject_access(self, photo, out_dir, actor=actor)
 
     # retention -----------------------------------------------------------------------------
 
@@ -252,6 +310,8 @@ class Engine:
         started = time.monotonic()
         items = list(src.items())
         summary = IngestSummary(source=info.name, seen=len(items))
+        excluded = [e["code"] for e in self.catalog.exclusions()]
+        self._templates = self.catalog.suppression_templates(self.space)[1:]
         done = 0
         last_save = time.monotonic()
         assert info.id is not None
@@ -292,13 +352,25 @@ class Engine:
                     summary.unchanged += 1
                     tick()
                     continue
-                yield _Pending(item.provenance, digest, len(data)), (data, name)
+                where = photo_jurisdiction(data) or info.jurisdiction
+                if any(covers(code, where) for code in excluded):
+                    summary.excluded += 1  # nothing of it is stored
+                    tick()
+                    continue
+                pending = _Pending(item.provenance, digest, len(data), where)
+                if info.minors:
+                    # a source that may hold minors: the photo is recorded (so it is not
+                    # fetched again), its faces are never detected or stored
+                    self._store(info, pending, Analysis(format="-"), summary, minors=True)
+                    tick()
+                    continue
+                yield pending, (data, name)
 
         def local() -> PhotoAnalyser:
             return PhotoAnalyser(self.settings, self.pipeline)
 
         for tag, analysis in run_analyses(jobs(), workers, self.settings, local):
-            self._store(info, tag.provenance, tag.digest, tag.size, analysis, summary)
+            self._store(info, tag, analysis, summary)
             tick()
             if time.monotonic() - last_save > self.settings.index_save_seconds:
                 self._save_index()
@@ -310,23 +382,33 @@ class Engine:
     def _store(
         self,
         info: SourceInfo,
-        provenance: Provenance,
-        digest: str,
-        size: int,
+        pending: _Pending,
         analysis: Analysis,
         summary: IngestSummary,
+        minors: bool = False,
     ) -> None:
         if analysis.error is not None:
-            _bad(summary, provenance.uri, analysis.error_reason or "corrupt", analysis.error)
+            _bad(
+                summary, pending.provenance.uri, analysis.error_reason or "corrupt", analysis.error
+            )
             return
+        faces = analysis.faces
+        blocked = self._suppressed([f.embedding for f in faces if f.embedding is not None])
+        if blocked.any():
+            # faces of an erased or opted-out person are refused: nothing of them is kept
+            embedded = iter(blocked)
+            faces = tuple(f for f in faces if f.embedding is None or not next(embedded))
+            summary.suppressed += int(blocked.sum())
         record = PhotoRecord(
-            sha256=digest,
-            provenance=provenance,
+            sha256=pending.digest,
+            provenance=pending.provenance,
             width=analysis.width,
             height=analysis.height,
             format=analysis.format,
-            bytes=size,
-            faces=analysis.faces,
+            bytes=pending.size,
+            faces=faces,
+            jurisdiction=pending.jurisdiction,
+            minors=minors,
         )
         assert info.id is not None
         # the catalog commits first: a crash before the index is saved is repaired on open
@@ -335,21 +417,26 @@ class Engine:
             summary.duplicates += 1
             return
         summary.photos += 1
-        for face in analysis.faces:
+        summary.minors += int(minors)
+        for face in faces:
             if face.skip_reason is not None:
                 summary.skipped_faces[face.skip_reason] = (
                     summary.skipped_faces.get(face.skip_reason, 0) + 1
                 )
         if ids:
             vectors = np.stack(
-                [
-                    f.embedding
-                    for f in analysis.faces
-                    if f.skip_reason is None and f.embedding is not None
-                ]
+                [f.embedding for f in faces if f.skip_reason is None and f.embedding is not None]
             ).astype(np.float32)
             self.index.add(np.asarray(ids, dtype=np.int64), vectors)
             summary.faces += len(ids)
+
+    def _suppressed(self, vectors: list[Vectors] | Vectors) -> npt.NDArray[np.bool_]:
+        """Which vectors match a suppression template at its edge."""
+        templates, edges = self._templates
+        stacked = np.asarray(vectors, dtype=np.float32).reshape(-1, self.space.dim)
+        if not len(templates) or not len(stacked):
+            return np.zeros(len(stacked), dtype=bool)
+        return np.asarray(((stacked @ templates.T) >= edges[None, :]).any(axis=1))
 
     # search --------------------------------------------------------------------------------
 
@@ -360,6 +447,7 @@ class Engine:
         actor: str,
         purpose: str,
         case: str | None = None,
+        location: str | None = None,
         top: int | None = None,
         min_similarity: float | None = None,
     ) -> SearchResult:
@@ -374,6 +462,7 @@ class Engine:
         Example: ``db.search("probe.jpg", actor="alice", purpose="missing person", case="17")``.
         """
         self._authorize_search(actor, purpose, case)
+        controls.refuse_location(self, location)
         k = self.settings.top if top is None else top
         if not 1 <= k <= 1000:
             raise InvalidArgument("top must be between 1 and 1000")
@@ -386,6 +475,8 @@ class Engine:
             raise NoFaceFound("no usable face found in the probe photo")
         vectors = np.stack([f.embedding for f in faces if f.embedding is not None])
         matches = self._search_vectors(vectors, k, floor)
+        if len(self._templates[0]):
+            matches = self._hide_suppressed(vectors, matches)
         self.audit.append(
             actor=actor,
             action="search",
@@ -427,6 +518,18 @@ class Engine:
                     f"{actor!r} has run {len(recent)} searches in the last minute, the limit"
                     f" is {limit}; wait and try again"
                 )
+
+    def _hide_suppressed(self, probes: Vectors, matches: list[list[Match]]) -> list[list[Match]]:
+        """No lead for a probe of an erased person; no lead that is an erased person's face."""
+        probe_blocked = self._suppressed(probes)
+        ids = np.asarray(sorted({m.face_id for per in matches for m in per}), dtype=np.int64)
+        blocked_ids: set[int] = set()
+        for batch_ids, vectors in self.catalog.embeddings(self.space, ids=ids) if ids.size else ():
+            blocked_ids |= {int(i) for i in batch_ids[self._suppressed(vectors)]}
+        return [
+            [] if probe_blocked[q] else [m for m in per if m.face_id not in blocked_ids]
+            for q, per in enumerate(matches)
+        ]
 
     def _search_vectors(self, vectors: Vectors, k: int, floor: float) -> list[list[Match]]:
         # ask for a few more than k: an id the index holds but the catalog no longer has

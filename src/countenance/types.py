@@ -151,6 +151,7 @@ class SourceInfo:
     retention_days: int | None = None
     created_at: str | None = None
     retired_at: str | None = None
+    minors: bool = False
     id: int | None = None
     photos: int = 0
     faces: int = 0
@@ -232,6 +233,9 @@ class IngestSummary:
     faces: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    excluded: int = 0
+    suppressed: int = 0
+    minors: int = 0
     skipped_faces: dict[str, int] = field(default_factory=dict)
     bad_files: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -245,6 +249,9 @@ class IngestSummary:
             "faces": self.faces,
             "unchanged": self.unchanged,
             "duplicates": self.duplicates,
+            "excluded": self.excluded,
+            "suppressed": self.suppressed,
+            "minors": self.minors,
             "skipped_faces": dict(sorted(self.skipped_faces.items())),
             "bad_files": dict(sorted(self.bad_files.items())),
             "errors": self.errors,

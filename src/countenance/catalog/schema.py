@@ -43,6 +43,8 @@ sources = sa.Table(
     sa.Column("retention_days", sa.Integer),
     # a retired source keeps its row (the audit log names it) but holds no photos
     sa.Column("retired_at", sa.DateTime(timezone=True)),
+    # declared to contain minors: its photos are recorded, their faces never stored
+    sa.Column("minors", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint(
         "lawful_basis IN (" + ", ".join(f"'{b}'" for b in LAWFUL_BASES) + ")",
@@ -78,8 +80,12 @@ photos = sa.Table(
     sa.Column("n_faces", sa.Integer, nullable=False),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
+    # ISO 3166 code where the photo was taken: an override, EXIF GPS, or the source's
+    sa.Column("jurisdiction", sa.String(10)),
+    sa.Column("minors", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 sa.Index("ix_photos_source", photos.c.source_id)
+sa.Index("ix_photos_jurisdiction", photos.c.jurisdiction)
 sa.Index("ix_photos_expires", photos.c.expires_at)
 
 faces = sa.Table(
@@ -145,6 +151,32 @@ audit_head = sa.Table(
 )
 
 
+exclusions = sa.Table(
+    "exclusions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # a country (CA) or a subdivision (US-IL); a country covers its subdivisions
+    sa.Column("code", sa.String(10), nullable=False, unique=True),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    # the template of a person who was erased or opted out: the only thing kept of them,
+    # for the one purpose of refusing their faces at ingest and in search results
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.Integer, sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),
+    sa.Column("min_similarity", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _v1_initial(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[sources, spaces, photos, faces])
 
@@ -166,7 +198,13 @@ def _add_columns(conn: sa.Connection, table: sa.Table, *names: str) -> None:
             continue
         column = table.c[name]
         kind = column.type.compile(dialect=conn.dialect)
-        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+        ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"
+        default = column.server_default
+        if isinstance(default, sa.DefaultClause) and isinstance(default.arg, sa.ClauseElement):
+            ddl += f" DEFAULT {default.arg.compile(dialect=conn.dialect)}"
+        if not column.nullable:
+            ddl += " NOT NULL"
+        conn.execute(sa.text(ddl))
 
 
 def _v3_retention(conn: sa.Connection) -> None:
@@ -177,6 +215,15 @@ def _v3_retention(conn: sa.Connection) -> None:
             index.create(conn, checkfirst=True)
 
 
+def _v4_governance(conn: sa.Connection) -> None:
+    _add_columns(conn, sources, "minors")
+    _add_columns(conn, photos, "jurisdiction", "minors")
+    for index in photos.indexes:
+        if index.name == "ix_photos_jurisdiction":
+            index.create(conn, checkfirst=True)
+    metadata.create_all(conn, tables=[exclusions, suppressions])
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
@@ -184,6 +231,7 @@ MIGRATIONS: list[Migration] = [
     (1, "sources, spaces, photos, faces", _v1_initial),
     (2, "audit log", _v2_audit),
     (3, "source retirement, photo expiry", _v3_retention),
+    (4, "jurisdictions, exclusions, suppressions, minors", _v4_governance),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

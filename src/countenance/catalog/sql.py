@@ -19,6 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
+from countenance.catalog.governance import GovernanceCatalog
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.ports import Ids, Vectors
 from countenance.types import Box, EmbeddingSpace, Landmarks5, Metric, Provenance, SourceInfo
@@ -53,6 +54,8 @@ class PhotoRecord:
     format: str
     bytes: int
     faces: tuple[FaceRecord, ...]
+    jurisdiction: str | None = None
+    minors: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +81,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-class SqlCatalog:
+class SqlCatalog(GovernanceCatalog):
     """Sources, photos and faces in one SQL database, with real transactions."""
 
     def __init__(self, engine: sa.Engine) -> None:
@@ -166,6 +169,7 @@ class SqlCatalog:
             "consent_ref": info.consent_ref,
             "licence": info.licence,
             "retention_days": info.retention_days,
+            "minors": info.minors,
             "created_at": utcnow(),
         }
         try:
@@ -207,6 +211,7 @@ class SqlCatalog:
                 retention_days=r["retention_days"],
                 created_at=_iso(r["created_at"]),
                 retired_at=_iso(r["retired_at"]),
+                minors=bool(r["minors"]),
                 id=r["id"],
                 photos=r["n_photos"],
                 faces=r["n_faces"],
@@ -284,6 +289,8 @@ class SqlCatalog:
                             n_faces=len(photo.faces),
                             ingested_at=now,
                             expires_at=expires_at,
+                            jurisdiction=photo.jurisdiction,
+                            minors=photo.minors,
                         )
                     )
                 )
