@@ -131,8 +131,12 @@ def run_analyses(
     pending: list[tuple[T, Future[Analysis]]] = []
     pool = _pool(workers, context, settings, init)
 
-    def drain(limit: int) -> Iterator[tuple[T, Analysis]]:
+    def renew() -> None:
         nonlocal pool
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = _pool(workers, context, settings, init)
+
+    def drain(limit: int) -> Iterator[tuple[T, Analysis]]:
         while len(pending) > limit:
             tag, analysis = _next_result(pending)
             yield tag, analysis
@@ -141,12 +145,18 @@ def run_analyses(
                 # in flight went with it and is reported; a fresh pool takes the rest
                 while pending:
                     yield _next_result(pending)
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = _pool(workers, context, settings, init)
+                renew()
 
     try:
         for tag, (data, name) in jobs:
-            pending.append((tag, pool.submit(task, data, name)))
+            try:
+                future = pool.submit(task, data, name)
+            except BrokenProcessPool:
+                # the pool broke before the dead worker's photos were collected
+                yield from drain(0)
+                renew()
+                future = pool.submit(task, data, name)
+            pending.append((tag, future))
             yield from drain(workers * 3 - 1)
         yield from drain(0)
     finally:

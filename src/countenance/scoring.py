@@ -47,9 +47,9 @@ class Bands:
             return Band.WEAK
         return None
 
-    # ``erase`` is the edge at FMR 1 in 10,000: erasure starts from the faces the erased
-    # person's photo matches that well, then follows links at the strong edge (see
-    # Engine.erase), so that it reaches most of their faces while strangers stay untouched.
+    # ``erase`` is the edge at FMR 1 in 10,000: erasure by photo removes the faces the
+    # person's photo matches that well (see governance.controls.erase), so that strangers
+    # stay untouched.
 
     @property
     def same_person(self) -> float:
