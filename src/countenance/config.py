@@ -57,6 +57,15 @@ class Settings:
         "Views averaged per face: 1 (the aligned chip) or 4 (also its mirror and a wider"
         " framing with its mirror: fewer errors, about 3x slower ingest).",
     )
+    age_estimator: str | None = _setting(
+        None,
+        "Import path (package.module:Class) of an AgeEstimator; faces it puts under min_age"
+        " plus age_margin are skipped as possible_minor. None: no estimate is made.",
+    )
+    min_age: int = _setting(18, "Faces of people younger than this are never indexed.")
+    age_margin: float = _setting(
+        5.0, "Years added to min_age before trusting an age estimate (estimates err)."
+    )
     min_face_px: int = _setting(
         20, "Faces whose box is narrower than this many pixels are skipped as too small."
     )

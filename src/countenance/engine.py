@@ -352,13 +352,20 @@ class Engine:
                     summary.unchanged += 1
                     tick()
                     continue
-                where = photo_jurisdiction(data) or info.jurisdiction
+                stated = item.provenance.jurisdiction
+                try:
+                    where = _iso3166(stated) if stated else None
+                except InvalidArgument as exc:
+                    _bad(summary, name, "bad_jurisdiction", f"{name}: {exc}")
+                    tick()
+                    continue
+                where = where or photo_jurisdiction(data) or info.jurisdiction
                 if any(covers(code, where) for code in excluded):
                     summary.excluded += 1  # nothing of it is stored
                     tick()
                     continue
                 pending = _Pending(item.provenance, digest, len(data), where)
-                if info.minors:
+                if info.minors or item.provenance.minors:
                     # a source that may hold minors: the photo is recorded (so it is not
                     # fetched again), its faces are never detected or stored
                     self._store(info, pending, Analysis(format="-"), summary, minors=True)

@@ -47,6 +47,17 @@ class Embedder(Protocol):
 
 
 @runtime_checkable
+class AgeEstimator(Protocol):
+    """Estimates each face's age in years, so that likely minors are never indexed.
+
+    countenance ships no such model: an operator plugs one in by import path
+    (``COUNTENANCE_AGE_ESTIMATOR=package.module:Class``, built with no arguments).
+    """
+
+    def estimate(self, rgb: RGB, faces: list[DetectedFace]) -> list[float]: ...
+
+
+@runtime_checkable
 class VectorIndex(Protocol):
     """Nearest-neighbour search over int64 face ids of one space. Stores no metadata and can
     always be rebuilt from the catalog. Similarities are inner products of unit vectors."""

@@ -132,10 +132,16 @@ class Quality:
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where a photo came from: ``uri`` (a path or URL) and optional ``page_url``."""
+    """Where a photo came from: ``uri`` (a path or URL) and optional ``page_url``.
+
+    A source may also state, per photo, where it was taken (``jurisdiction``, an ISO 3166
+    code that overrides EXIF GPS and the source's own) and that it shows ``minors``.
+    """
 
     uri: str
     page_url: str | None = None
+    jurisdiction: str | None = None
+    minors: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,3 +182,59 @@ def test_unit_vectors_stay_unit_in_templates(tmp_path: Path) -> None:
         assert vectors.shape == (2, 128)
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
         assert float(edges[0]) == pytest.approx(db.bands.possible)
+
+
+def test_a_photo_can_state_its_own_jurisdiction_and_minors(tmp_path: Path) -> None:
+    from countenance.sources.folder import FileItem
+    from countenance.types import Provenance
+
+    class Stated:
+        kind = "manifest"
+
+        def __init__(self, rows: list[tuple[Path, str | None, bool]]) -> None:
+            self.rows = rows
+
+        def items(self):  # type: ignore[no-untyped-def]
+            for path, where, minors in self.rows:
+                yield FileItem(path, path.parent, Provenance(str(path), None, where, minors))
+
+    photos = tmp_path / "p"
+    red = write(photos, "red.png", block_photo(RED))
+    green = write(photos, "green.png", block_photo(GREEN))
+    blue = write(photos, "blue.png", block_photo(BLUE))
+    with open_engine(tmp_path / "data") as db:
+        db.add_source("m", basis="consent", jurisdiction="FR")
+        db.exclude("CA", actor="dpo")
+        summary = db.ingest(
+            Stated([(red, "ca", False), (green, None, True), (blue, "Nowhere", False)]),
+            source="m",
+        )
+        assert (summary.excluded, summary.minors, summary.faces) == (1, 1, 0)
+        assert summary.bad_files == {"bad_jurisdiction": 1}
+
+
+def test_an_age_estimator_keeps_likely_minors_out(tmp_path: Path) -> None:
+    from countenance.vision.pipeline import FacePipeline, _load_age_estimator
+    from tests.unit.fakes import FakeDetector, FakeEmbedder, RedIsAChild
+
+    estimator = _load_age_estimator("tests.unit.fakes:RedIsAChild")
+    assert isinstance(estimator, RedIsAChild)
+    pipeline = FacePipeline(
+        FakeDetector(), FakeEmbedder(), min_sharpness=0.0, age_estimator=estimator, adult_age=23
+    )
+    photos = tmp_path / "p"
+    write(photos, "red.png", block_photo(RED))
+    write(photos, "green.png", block_photo(GREEN))
+    with Engine(Settings(data_dir=tmp_path / "data", workers=1), pipeline=pipeline) as db:
+        db.add_source("s", basis="consent")
+        summary = db.ingest(photos, source="s")
+        assert summary.faces == 1 and summary.skipped_faces == {"possible_minor": 1}
+        assert db.index.count() == 1
+    from countenance.errors import BackendUnavailable
+
+    with pytest.raises(InvalidArgument, match="package.module:Class"):
+        _load_age_estimator("no_colon")
+    with pytest.raises(BackendUnavailable):
+        _load_age_estimator("tests.unit.fakes:Nope")
+    with pytest.raises(InvalidArgument, match="no estimate"):
+        _load_age_estimator("tests.unit.fakes:FakeDetector")

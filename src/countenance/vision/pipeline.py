@@ -9,10 +9,12 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from dataclasses import dataclass
 
 from countenance.config import Settings
-from countenance.ports import RGB, Detector, Embedder, Vectors
+from countenance.ports import RGB, AgeEstimator, Detector, Embedder, Vectors
 from countenance.types import DetectedFace, EmbeddingSpace, Quality
 from countenance.vision import quality as quality_mod
 
@@ -39,12 +41,16 @@ class FacePipeline:
         fallback: Detector | None = None,
         min_face_px: int = 20,
         min_sharpness: float = 2.0,
+        age_estimator: AgeEstimator | None = None,
+        adult_age: float = 23.0,
     ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.fallback = fallback
         self.min_face_px = min_face_px
         self.min_sharpness = min_sharpness
+        self.age_estimator = age_estimator
+        self.adult_age = adult_age  # min_age plus the margin: younger-looking faces are skipped
 
     @property
     def space(self) -> EmbeddingSpace:
@@ -78,6 +84,8 @@ class FacePipeline:
             fallback=fallback,
             min_face_px=settings.min_face_px,
             min_sharpness=settings.min_sharpness,
+            age_estimator=_load_age_estimator(settings.age_estimator),
+            adult_age=settings.min_age + settings.age_margin,
         )
 
     def detect(self, rgb: RGB) -> list[DetectedFace]:
@@ -107,6 +115,14 @@ class FacePipeline:
             )
             for f, c in zip(faces, chips, strict=True)
         ]
+        if self.age_estimator is not None and faces:
+            ages = self.age_estimator.estimate(rgb, faces)
+            qualities = [
+                dataclasses.replace(q, skip_reason="possible_minor")
+                if q.skip_reason is None and age < self.adult_age
+                else q
+                for q, age in zip(qualities, ages, strict=True)
+            ]
         keep = [i for i, q in enumerate(qualities) if q.skip_reason is None]
         vectors = self.embedder.embed(rgb, [faces[i] for i in keep])
         by_index = dict(zip(keep, vectors, strict=True))
@@ -114,3 +130,21 @@ class FacePipeline:
             AnalysedFace(f, q, by_index.get(i))
             for i, (f, q) in enumerate(zip(faces, qualities, strict=True))
         ]
+
+
+def _load_age_estimator(path: str | None) -> AgeEstimator | None:
+    """The AgeEstimator named ``package.module:Class``, built with no arguments."""
+    if not path:
+        return None
+    from countenance.errors import BackendUnavailable, InvalidArgument
+
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise InvalidArgument(f"age_estimator {path!r} must look like package.module:Class")
+    try:
+        estimator = getattr(importlib.import_module(module_name), class_name)()
+    except (ImportError, AttributeError) as exc:
+        raise BackendUnavailable(f"cannot load age estimator {path!r}: {exc}") from exc
+    if not isinstance(estimator, AgeEstimator):
+        raise InvalidArgument(f"{path!r} has no estimate(rgb, faces) method")
+    return estimator
