@@ -232,7 +232,7 @@ def test_an_age_estimator_keeps_likely_minors_out(tmp_path: Path) -> None:
         assert db.index.count() == 1
     from countenance.errors import BackendUnavailable
 
-    with pytest.raises(InvalidArgument, match="package.module:Class"):
+    with pytest.raises(InvalidArgument, match=r"package\.module:Class"):
         _load_age_estimator("no_colon")
     with pytest.raises(BackendUnavailable):
         _load_age_estimator("tests.unit.fakes:Nope")
