@@ -22,35 +22,32 @@ import fcntl
 import getpass
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from countenance import imaging
-from countenance.catalog.governance import covers
-from countenance.catalog.sql import PhotoRecord, SqlCatalog
+from countenance.catalog.governance import iso3166
+from countenance.catalog.sql import SqlCatalog
 from countenance.config import Settings
-from countenance.errors import BackendError, BadImage, InvalidArgument, NoFaceFound, PolicyDenied
+from countenance.errors import BackendError, InvalidArgument, NoFaceFound, PolicyDenied
 from countenance.governance import controls
 from countenance.governance.audit import AuditLog
 from countenance.governance.controls import ErasureReceipt
-from countenance.governance.geo import photo_jurisdiction
 from countenance.index import open_index
-from countenance.ingest import Analysis, PhotoAnalyser, run_analyses, worker_count
+from countenance.ingest import worker_count
+from countenance.ingestion import ProgressCallback, run_ingest, suppressed
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
 from countenance.scoring import Bands, bands_for
-from countenance.sources.folder import FileItem, FolderSource
+from countenance.sources.folder import FolderSource
 from countenance.types import (
     EmbeddingSpace,
     IngestSummary,
     Match,
     ProbeFace,
-    Provenance,
     SearchResult,
     SourceInfo,
     Status,
@@ -62,18 +59,6 @@ from countenance.vision.pipeline import AnalysedFace, FacePipeline
 log = logging.getLogger("countenance")
 
 Photo = str | os.PathLike[str] | bytes | RGB
-ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` after each item of an ingest."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A photo on its way through the workers."""
-
-    provenance: Provenance
-    digest: str
-    size: int
-    jurisdiction: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +135,7 @@ class Engine:
         """Declare a source of photos and the lawful basis for processing them (audited as
         ``actor``, by default the operating-system user)."""
         if jurisdiction is not None:
-            jurisdiction = _iso3166(jurisdiction)
+            jurisdiction = iso3166(jurisdiction)
         info = self.catalog.add_source(
             SourceInfo(
                 name=name,
@@ -298,152 +283,11 @@ class Engine:
         if n_workers < 1:
             raise InvalidArgument("workers must be at least 1")
         with self._writer_lock():
-            summary = self._ingest(src, info, n_workers, progress)
+            summary = run_ingest(self, src, info, n_workers, progress)
         totals = summary.to_json()
         del totals["errors"]
         self.audit.append(actor=actor or _os_user(), action="ingest", details=totals)
         return summary
-
-    def _ingest(
-        self, src: Source, info: SourceInfo, workers: int, progress: ProgressCallback | None
-    ) -> IngestSummary:
-        started = time.monotonic()
-        items = list(src.items())
-        summary = IngestSummary(source=info.name, seen=len(items))
-        excluded = [e["code"] for e in self.catalog.exclusions()]
-        self._templates = self.catalog.suppression_templates(self.space)[1:]
-        done = 0
-        last_save = time.monotonic()
-        assert info.id is not None
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(done, len(items))
-
-        def jobs() -> Iterator[tuple[_Pending, tuple[bytes, str]]]:
-            seen: set[str] = set()
-            for item in items:
-                name = item.provenance.uri
-                suffix = Path(name).suffix.lower()
-                if isinstance(item, FileItem) and suffix not in imaging.IMAGE_SUFFIXES:
-                    _bad(
-                        summary,
-                        name,
-                        "not_an_image",
-                        f"{name}: not a photo ({suffix or 'no suffix'})",
-                    )
-                    tick()
-                    continue
-                try:
-                    data = item.read(self.settings.max_file_bytes)
-                except BadImage as exc:
-                    _bad(summary, name, exc.reason, str(exc))
-                    tick()
-                    continue
-                digest = imaging.sha256(data)
-                if digest in seen:
-                    summary.duplicates += 1
-                    tick()
-                    continue
-                seen.add(digest)
-                if self.catalog.known_sha256([digest]):
-                    summary.unchanged += 1
-                    tick()
-                    continue
-                stated = item.provenance.jurisdiction
-                try:
-                    where = _iso3166(stated) if stated else None
-                except InvalidArgument as exc:
-                    _bad(summary, name, "bad_jurisdiction", f"{name}: {exc}")
-                    tick()
-                    continue
-                where = where or photo_jurisdiction(data) or info.jurisdiction
-                if any(covers(code, where) for code in excluded):
-                    summary.excluded += 1  # nothing of it is stored
-                    tick()
-                    continue
-                pending = _Pending(item.provenance, digest, len(data), where)
-                if info.minors or item.provenance.minors:
-                    # a source that may hold minors: the photo is recorded (so it is not
-                    # fetched again), its faces are never detected or stored
-                    self._store(info, pending, Analysis(format="-"), summary, minors=True)
-                    tick()
-                    continue
-                yield pending, (data, name)
-
-        def local() -> PhotoAnalyser:
-            return PhotoAnalyser(self.settings, self.pipeline)
-
-        for tag, analysis in run_analyses(jobs(), workers, self.settings, local):
-            self._store(info, tag, analysis, summary)
-            tick()
-            if time.monotonic() - last_save > self.settings.index_save_seconds:
-                self._save_index()
-                last_save = time.monotonic()
-        self._save_index()
-        summary.seconds = time.monotonic() - started
-        return summary
-
-    def _store(
-        self,
-        info: SourceInfo,
-        pending: _Pending,
-        analysis: Analysis,
-        summary: IngestSummary,
-        minors: bool = False,
-    ) -> None:
-        if analysis.error is not None:
-            _bad(
-                summary, pending.provenance.uri, analysis.error_reason or "corrupt", analysis.error
-            )
-            return
-        faces = analysis.faces
-        blocked = self._suppressed([f.embedding for f in faces if f.embedding is not None])
-        if blocked.any():
-            # faces of an erased or opted-out person are refused: nothing of them is kept
-            embedded = iter(blocked)
-            faces = tuple(f for f in faces if f.embedding is None or not next(embedded))
-            summary.suppressed += int(blocked.sum())
-        record = PhotoRecord(
-            sha256=pending.digest,
-            provenance=pending.provenance,
-            width=analysis.width,
-            height=analysis.height,
-            format=analysis.format,
-            bytes=pending.size,
-            faces=faces,
-            jurisdiction=pending.jurisdiction,
-            minors=minors,
-        )
-        assert info.id is not None
-        # the catalog commits first: a crash before the index is saved is repaired on open
-        ids = self.catalog.add_photo(info.id, self.space, record, self._expiry(info))
-        if ids is None:
-            summary.duplicates += 1
-            return
-        summary.photos += 1
-        summary.minors += int(minors)
-        for face in faces:
-            if face.skip_reason is not None:
-                summary.skipped_faces[face.skip_reason] = (
-                    summary.skipped_faces.get(face.skip_reason, 0) + 1
-                )
-        if ids:
-            vectors = np.stack(
-                [f.embedding for f in faces if f.skip_reason is None and f.embedding is not None]
-            ).astype(np.float32)
-            self.index.add(np.asarray(ids, dtype=np.int64), vectors)
-            summary.faces += len(ids)
-
-    def _suppressed(self, vectors: list[Vectors] | Vectors) -> npt.NDArray[np.bool_]:
-        """Which vectors match a suppression template at its edge."""
-        templates, edges = self._templates
-        stacked = np.asarray(vectors, dtype=np.float32).reshape(-1, self.space.dim)
-        if not len(templates) or not len(stacked):
-            return np.zeros(len(stacked), dtype=bool)
-        return np.asarray(((stacked @ templates.T) >= edges[None, :]).any(axis=1))
 
     # search --------------------------------------------------------------------------------
 
@@ -468,7 +312,7 @@ class Engine:
 
         Example: ``db.search("probe.jpg", actor="alice", purpose="missing person", case="17")``.
         """
-        self._authorize_search(actor, purpose, case)
+        controls.authorize_search(self, actor, purpose, case)
         controls.refuse_location(self, location)
         k = self.settings.top if top is None else top
         if not 1 <= k <= 1000:
@@ -501,38 +345,13 @@ class Engine:
             probe_sha256=digest,
         )
 
-    def _authorize_search(self, actor: str, purpose: str, case: str | None) -> None:
-        missing = [
-            name
-            for name, value, needed in (
-                ("an actor", actor, True),
-                ("a purpose", purpose, True),
-                ("a case reference", case, self.settings.require_case),
-            )
-            if needed and not (value and value.strip())
-        ]
-        if missing:
-            raise PolicyDenied(
-                "every search must name " + ", ".join(missing) + " (who searches, why, and"
-                " for which case); it is recorded in the audit log"
-            )
-        limit = self.settings.search_rate_per_minute
-        if limit > 0:
-            since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-            recent = self.audit.events(actor=actor, action="search", since=since)
-            if len(recent) >= limit:
-                raise PolicyDenied(
-                    f"{actor!r} has run {len(recent)} searches in the last minute, the limit"
-                    f" is {limit}; wait and try again"
-                )
-
     def _hide_suppressed(self, probes: Vectors, matches: list[list[Match]]) -> list[list[Match]]:
         """No lead for a probe of an erased person; no lead that is an erased person's face."""
-        probe_blocked = self._suppressed(probes)
+        probe_blocked = suppressed(self, probes)
         ids = np.asarray(sorted({m.face_id for per in matches for m in per}), dtype=np.int64)
         blocked_ids: set[int] = set()
         for batch_ids, vectors in self.catalog.embeddings(self.space, ids=ids) if ids.size else ():
-            blocked_ids |= {int(i) for i in batch_ids[self._suppressed(vectors)]}
+            blocked_ids |= {int(i) for i in batch_ids[suppressed(self, vectors)]}
         return [
             [] if probe_blocked[q] else [m for m in per if m.face_id not in blocked_ids]
             for q, per in enumerate(matches)
@@ -695,25 +514,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
-
-
-def _bad(summary: IngestSummary, name: str, reason: str, message: str) -> None:
-    summary.bad_files[reason] = summary.bad_files.get(reason, 0) + 1
-    summary.errors.append({"photo": name, "reason": reason, "message": message})
-    log.info("%s", message)
-
-
-def _iso3166(code: str) -> str:
-    """An ISO 3166-1 alpha-2 country (``CA``) or 3166-2 subdivision (``US-IL``) code."""
-    value = code.strip().upper()
-    country, _, sub = value.partition("-")
-    if (
-        len(country) != 2
-        or not country.isalpha()
-        or (sub and not (1 <= len(sub) <= 3 and sub.isalnum()))
-    ):
-        raise InvalidArgument(f"{code!r} is not an ISO 3166 code such as CA or US-IL")
-    return value
 
 
 __all__ = ["Engine", "RepairReport", "open"]

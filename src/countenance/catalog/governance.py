@@ -32,6 +32,19 @@ def covers(exclusion: str, jurisdiction: str | None) -> bool:
     return jurisdiction == exclusion or jurisdiction.startswith(exclusion + "-")
 
 
+def iso3166(code: str) -> str:
+    """An ISO 3166-1 alpha-2 country (``CA``) or 3166-2 subdivision (``US-IL``) code."""
+    value = code.strip().upper()
+    country, _, sub = value.partition("-")
+    if (
+        len(country) != 2
+        or not country.isalpha()
+        or (sub and not (1 <= len(sub) <= 3 and sub.isalnum()))
+    ):
+        raise InvalidArgument(f"{code!r} is not an ISO 3166 code such as CA or US-IL")
+    return value
+
+
 class GovernanceCatalog:
     """Mixed into SqlCatalog: needs ``_db`` and ``space_id``."""
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from countenance.errors import InvalidArgument, NoFaceFound
+from countenance.catalog.governance import covers, iso3166
+from countenance.errors import InvalidArgument, NoFaceFound, PolicyDenied
 from countenance.ports import Ids, Vectors
 
 if TYPE_CHECKING:
@@ -51,9 +52,8 @@ class ErasureReceipt:
 def exclude(engine: Engine, code: str, *, reason: str | None = None, actor: str) -> dict[str, Any]:
     """Exclude a jurisdiction (``CA``, ``US-IL``): purge every face whose photo is there,
     refuse its photos at ingest, and refuse searches by principals located there."""
-    from countenance.engine import _iso3166
 
-    code = _iso3166(code)
+    code = iso3166(code)
     with engine._writer_lock():
         engine.catalog.add_exclusion(code, reason, actor)
         photos, face_ids = engine.catalog.delete_photos_in(code)
@@ -67,9 +67,8 @@ def exclude(engine: Engine, code: str, *, reason: str | None = None, actor: str)
 
 def allow(engine: Engine, code: str, *, actor: str) -> bool:
     """Lift an exclusion; what was purged stays purged. Returns whether one was lifted."""
-    from countenance.engine import _iso3166
 
-    code = _iso3166(code)
+    code = iso3166(code)
     lifted = engine.catalog.remove_exclusion(code)
     if lifted:
         engine.audit.append(actor=actor, action="policy", details={"op": "allow", "code": code})
@@ -82,18 +81,41 @@ def exclusions(engine: Engine) -> list[dict[str, Any]]:
 
 
 def refuse_location(engine: Engine, location: str | None) -> None:
-    from countenance.catalog.governance import covers
-    from countenance.engine import _iso3166
-    from countenance.errors import PolicyDenied
 
     if location is None:
         return
-    where = _iso3166(location)
+    where = iso3166(location)
     for exclusion in engine.catalog.exclusions():
         if covers(exclusion["code"], where):
             raise PolicyDenied(
                 f"searches from {where} are refused: {exclusion['code']} is excluded"
                 + (f" ({exclusion['reason']})" if exclusion["reason"] else "")
+            )
+
+
+def authorize_search(engine: Engine, actor: str, purpose: str, case: str | None) -> None:
+    missing = [
+        name
+        for name, value, needed in (
+            ("an actor", actor, True),
+            ("a purpose", purpose, True),
+            ("a case reference", case, engine.settings.require_case),
+        )
+        if needed and not (value and value.strip())
+    ]
+    if missing:
+        raise PolicyDenied(
+            "every search must name " + ", ".join(missing) + " (who searches, why, and"
+            " for which case); it is recorded in the audit log"
+        )
+    limit = engine.settings.search_rate_per_minute
+    if limit > 0:
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        recent = engine.audit.events(actor=actor, action="search", since=since)
+        if len(recent) >= limit:
+            raise PolicyDenied(
+                f"{actor!r} has run {len(recent)} searches in the last minute, the limit"
+                f" is {limit}; wait and try again"
             )
 
 

@@ -6,102 +6,27 @@ Results go to stdout (``--json`` for machines); progress and logs go to stderr. 
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from countenance.catalog.schema import LAWFUL_BASES
+from countenance.cli import governance
+from countenance.cli.common import (
+    Context,
+    pass_ctx,
+    print_json,
+    progress_bar,
+    staged_progress,
+    stderr,
+    stdout,
+)
 from countenance.config import Settings
 from countenance.errors import CountenanceError, InvalidArgument
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True)
-
-
-class Context:
-    """What every command gets: the settings, and the engine opened on first use."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._engine: Any = None
-
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from countenance.engine import Engine
-
-            self._engine = Engine(self.settings)
-        return self._engine
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, fed by ``update(done, total)``."""
-    bar = Progress(
-        TextColumn(description),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=False,
-    )
-    task = bar.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield update
-
-
-@contextmanager
-def staged_progress() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """One progress bar per named stage, on stderr."""
-    bar = Progress(
-        TextColumn("{task.description:>8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-    )
-
-    def stage(name: str) -> Callable[[int, int], None]:
-        task = bar.add_task(name, total=None)
-        return lambda done, total: bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield stage
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -187,7 +112,7 @@ def sources_add(
         minors=minors,
     )
     if as_json:
-        _print_json(_source_json(info))
+        print_json(_source_json(info))
     else:
         stdout.print(f"source [bold]{info.name}[/] added (basis: {info.lawful_basis})")
 
@@ -199,7 +124,7 @@ def sources_list(ctx: Context, as_json: bool) -> None:
     """List declared sources with their photo and face counts."""
     infos = ctx.engine.sources()
     if as_json:
-        _print_json([_source_json(i) for i in infos])
+        print_json([_source_json(i) for i in infos])
         return
     table = Table("name", "basis", "jurisdiction", "retention", "photos", "faces")
     for i in infos:
@@ -218,7 +143,7 @@ def sources_show(ctx: Context, name: str, as_json: bool) -> None:
     """Everything declared about source NAME, and what it holds."""
     info = ctx.engine.catalog.get_source(name)
     if as_json:
-        _print_json(_source_json(info))
+        print_json(_source_json(info))
         return
     for key, value in _source_json(info).items():
         stdout.print(f"{key:>14}: {'-' if value is None else value}", highlight=False)
@@ -237,7 +162,7 @@ def sources_retire(ctx: Context, name: str, actor: str | None, yes: bool, as_jso
         click.confirm(f"delete every photo and face of source {name!r}?", abort=True, err=True)
     removed = ctx.engine.retire_source(name, actor=actor)
     if as_json:
-        _print_json({"source": name, **removed})
+        print_json({"source": name, **removed})
     else:
         stdout.print(
             f"source {name} retired: {removed['photos']} photos and {removed['faces']} faces"
@@ -279,7 +204,7 @@ def ingest(ctx: Context, path: Path, source_name: str, workers: int | None, as_j
     with progress_bar("ingest") as update:
         summary = engine.ingest(path, source=source_name, workers=workers, progress=update)
     if as_json:
-        _print_json(summary.to_json())
+        print_json(summary.to_json())
         return
     stdout.print(
         f"{summary.photos} photos and {summary.faces} faces indexed into "
@@ -345,7 +270,7 @@ def search(
         min_similarity=min_similarity,
     )
     if as_json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
         return
     for n, face in enumerate(result.faces, 1):
         stdout.print(f"[bold]face {n}[/] at {face.box.as_list()}: {len(face.matches)} leads")
@@ -373,7 +298,7 @@ def verify(ctx: Context, a: Path, b: Path, as_json: bool) -> None:
     """Whether the largest faces in photos A and B are the same person."""
     v = ctx.engine.verify(a, b)
     if as_json:
-        _print_json(v.to_json())
+        print_json(v.to_json())
         return
     verdict = "same person" if v.same else "different people"
     band = v.band.value if v.band else "below the weak band"
@@ -390,7 +315,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """Counts of sources, photos, faces and indexed faces; index kind and embedding space."""
     st = ctx.engine.status()
     if as_json:
-        _print_json(st.to_json())
+        print_json(st.to_json())
         return
     for key, value in st.to_json().items():
         if key == "space":
@@ -404,204 +329,6 @@ def reindex(ctx: Context) -> None:
     """Rebuild the vector index from the embeddings stored in the catalog."""
     n = ctx.engine.reindex()
     stdout.print(f"index rebuilt: {n} faces ({ctx.engine.index.kind})")
-
-
-@cli.group()
-def policy() -> None:
-    """Exclude jurisdictions: purge their faces, refuse their photos and their searchers."""
-
-
-@policy.command("exclude")
-@click.argument("code")
-@click.option("--reason", help="Why (an order, a finding, a law); audited.")
-@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def policy_exclude(ctx: Context, code: str, reason: str | None, actor: str, as_json: bool) -> None:
-    """Exclude CODE (a country such as CA, or a subdivision such as US-IL)."""
-    removed = ctx.engine.exclude(code, reason=reason, actor=actor)
-    if as_json:
-        _print_json(removed)
-    else:
-        stdout.print(
-            f"{removed['code']} excluded: {removed['photos']} photos and {removed['faces']}"
-            " faces purged from the catalog and the index; its photos and searchers are refused"
-        )
-
-
-@policy.command("allow")
-@click.argument("code")
-@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
-@pass_ctx
-def policy_allow(ctx: Context, code: str, actor: str) -> None:
-    """Lift the exclusion of CODE (what was purged stays purged)."""
-    lifted = ctx.engine.allow(code, actor=actor)
-    stdout.print(f"{code.upper()} allowed" if lifted else f"{code.upper()} was not excluded")
-
-
-@policy.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def policy_show(ctx: Context, as_json: bool) -> None:
-    """The excluded jurisdictions."""
-    rows = ctx.engine.exclusions()
-    if as_json:
-        _print_json({"exclusions": rows})
-        return
-    if not rows:
-        stdout.print("no jurisdiction is excluded")
-    for r in rows:
-        stdout.print(
-            f"{r['code']}: excluded {r['created_at']} by {r['actor']} ({r['reason'] or '-'})"
-        )
-
-
-@cli.command()
-@click.option(
-    "--photo",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A photo of the person to erase (a selfie).",
-)
-@click.option("--face", "face_id", type=int, help="One stored face id.")
-@click.option("--photo-id", type=int, help="One stored photo id: all its faces.")
-@click.option("--source", "source_name", help="Every face of a source.")
-@click.option("--reason", required=True, help="The request or ground (audited).")
-@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
-@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
-@pass_ctx
-def erase(
-    ctx: Context,
-    photo: Path | None,
-    face_id: int | None,
-    photo_id: int | None,
-    source_name: str | None,
-    reason: str,
-    actor: str,
-    as_json: bool,
-) -> None:
-    """Erase a person's faces (by a photo of them or a face id) or a photo's or a source's.
-
-    Erasing a person keeps only a suppression template, used for nothing but refusing their
-    faces at ingest and hiding them from search.
-    """
-    receipt = ctx.engine.erase(
-        photo=photo,
-        face_id=face_id,
-        photo_id=photo_id,
-        source=source_name,
-        reason=reason,
-        actor=actor,
-    )
-    if as_json:
-        _print_json(receipt.to_json())
-        return
-    stdout.print(
-        f"erased {receipt.erased_faces} faces and {receipt.erased_photos} photos; "
-        f"suppression {receipt.suppression_id or '-'}; receipt {receipt.receipt_sha256}"
-    )
-
-
-@cli.command()
-@click.option(
-    "--photo",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="A photo of the person asking what is held about them.",
-)
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="New folder."
-)
-@click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def export(ctx: Context, photo: Path, out: Path, actor: str, as_json: bool) -> None:
-    """Subject access: write what is held about the person in PHOTO (JSON and HTML)."""
-    written = ctx.engine.export(photo, out, actor=actor)
-    if as_json:
-        _print_json(written)
-    else:
-        stdout.print(
-            f"{written['faces']} faces held; report in {written['html']} and {written['json']}"
-        )
-
-
-@cli.group()
-def retention() -> None:
-    """Delete faces past their source's retention (also done whenever the store opens)."""
-
-
-@retention.command("run")
-@click.option("--actor", envvar="COUNTENANCE_ACTOR", help="Who runs it (audited).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def retention_run(ctx: Context, actor: str | None, as_json: bool) -> None:
-    """Delete every photo and face past its retention now."""
-    removed = ctx.engine.retention_run(actor=actor)
-    if as_json:
-        _print_json(removed)
-    else:
-        stdout.print(
-            f"{removed['photos']} photos and {removed['faces']} faces past retention deleted"
-        )
-
-
-@cli.group()
-def audit() -> None:
-    """Read, export and verify the hash-chained audit log."""
-
-
-@audit.command("list")
-@click.option("--action", help="Only this action (search, ingest, source, ...).")
-@click.option("--actor", help="Only this actor.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def audit_list(
-    ctx: Context, action: str | None, actor: str | None, limit: int, as_json: bool
-) -> None:
-    """The latest audited events, oldest first."""
-    events = ctx.engine.audit.events(action=action, actor=actor)[-limit:]
-    if as_json:
-        _print_json([e.to_json() for e in events])
-        return
-    table = Table("seq", "at", "actor", "action", "purpose", "case", "results")
-    for e in events:
-        table.add_row(
-            str(e.seq),
-            e.at.isoformat(timespec="seconds"),
-            e.actor,
-            e.action,
-            e.purpose or "-",
-            e.case_ref or "-",
-            str(len(e.result_face_ids)),
-        )
-    stdout.print(table)
-
-
-@audit.command("export")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@pass_ctx
-def audit_export(ctx: Context, out: Path) -> None:
-    """Write every event, with its hashes, as JSON Lines to OUT."""
-    with out.open("w", encoding="utf-8") as fh:
-        n = ctx.engine.audit.export(fh)
-    stdout.print(f"{n} events written to {out}")
-
-
-@audit.command("verify")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_ctx
-def audit_verify(ctx: Context, as_json: bool) -> None:
-    """Check the hash chain; exits 1 and names the first bad event if any was tampered with."""
-    report = ctx.engine.audit.verify()
-    if as_json:
-        _print_json(report.to_json())
-    elif report.ok:
-        stdout.print(f"audit log intact: {report.events} events")
-    else:
-        stderr.print(f"audit log tampered: {report.reason}", markup=False, highlight=False)
-    if not report.ok:
-        sys.exit(1)
 
 
 @cli.group("eval")
@@ -621,7 +348,7 @@ def eval_pairs_cmd(ctx: Context, directory: Path, workers: int, as_json: bool) -
     with staged_progress() as stage:
         report = eval_pairs(directory, ctx.settings, workers=workers, progress=stage)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     stdout.print(
         f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f} over "
@@ -645,7 +372,7 @@ def eval_identify_cmd(
     with staged_progress() as stage:
         report = eval_identify(directory, ctx.settings, workers=workers, seed=seed, progress=stage)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     stdout.print(
         f"rank-1 {report['rank1']:.4f}, rank-10 {report['rank10']:.4f}, "
@@ -653,6 +380,10 @@ def eval_identify_cmd(
         f"({report['n_mated']} mated, {report['n_nonmated']} non-mated searches, "
         f"{report['n_no_face']} without a face)"
     )
+
+
+for _command in governance.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
