@@ -1,16 +1,25 @@
-"""Shared fixtures: where the real faces are, the real models (loaded once), an engine."""
+"""Shared fixtures: where the real faces are, the real models (loaded once), an engine, and
+catalog databases on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("COUNTENANCE_FACES", REPO.parent / "shared" / "faces"))
+
+
+# A scratch PostgreSQL database (scripts/pg-test-server prints one); each test that uses it
+# gets a schema of its own there, dropped afterwards.
+POSTGRES_URL_VAR = "COUNTENANCE_TEST_POSTGRES_URL"
 
 
 def need_faces(*parts: str) -> Path:
@@ -51,3 +60,59 @@ def rgb_of(path: Path) -> np.ndarray:
     from countenance import imaging
 
     return imaging.decode(path.read_bytes()).rgb
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[sa.Engine]:
+    """An engine on the scratch PostgreSQL database; missing, it fails under CI and skips
+    elsewhere (start one with scripts/pg-test-server)."""
+    url = os.environ.get(POSTGRES_URL_VAR)
+    if not url:
+        message = f"no PostgreSQL to test against: set {POSTGRES_URL_VAR} (scripts/pg-test-server)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(message)
+        pytest.skip(message)
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:  # a URL was given: a dead server is a failure
+        pytest.fail(f"{POSTGRES_URL_VAR} does not answer: {exc}")
+    yield engine
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def _postgres_schema(admin: sa.Engine) -> Iterator[str]:
+    """The URL of a new, empty schema in the scratch database, dropped on exit."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    # every connection of the URL sees only that schema; and the session's zone is not UTC,
+    # as on many servers, so what the catalog stores and hands back must not depend on it
+    options = f"-csearch_path={name} -cTimeZone=America/St_Johns"
+    if "options" in admin.url.query:
+        options = f"{admin.url.query['options']} {options}"
+    url = admin.url.update_query_dict({"options": options})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))  # a leaked lock fails
+            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+
+
+@pytest.fixture()
+def postgres_url(postgres_admin: sa.Engine) -> Iterator[str]:
+    """The URL of an empty PostgreSQL catalog database (a schema of its own)."""
+    with _postgres_schema(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty catalog database, once for each SQL backend: the contract suites
+    of the catalog and of the audit log run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return str(request.getfixturevalue("postgres_url"))

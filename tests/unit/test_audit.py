@@ -7,10 +7,8 @@ import hashlib
 import io
 import itertools
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,22 +28,10 @@ N = 50
 MIDDLE = 25
 
 
-# A scratch PostgreSQL database to run every test against as well (each test empties it), e.g.
-# postgresql+psycopg://postgres@/scratch?host=/tmp
-POSTGRES_URL = os.environ.get("COUNTENANCE_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite"] + (["postgresql"] if POSTGRES_URL else []))
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        catalog = SqlCatalog.sqlite(tmp_path / "c.db")
-    else:
-        assert POSTGRES_URL is not None
-        scratch = sa.create_engine(POSTGRES_URL)
-        with scratch.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        scratch.dispose()
-        catalog = SqlCatalog.open(POSTGRES_URL)
+@pytest.fixture
+def db(catalog_url: str) -> Iterator[sa.Engine]:
+    """A migrated catalog database, on SQLite and on PostgreSQL (see tests/conftest.py)."""
+    catalog = SqlCatalog.open(catalog_url)
     yield catalog._db
     catalog.close()
 

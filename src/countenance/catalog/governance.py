@@ -23,6 +23,14 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC; a naive one is taken as UTC, as SQLite hands back what it stored.
+
+    Example: ``as_utc(datetime(2024, 5, 1, 14, tzinfo=paris))`` is 12:00 UTC.
+    """
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 def covers(exclusion: str, jurisdiction: str | None) -> bool:
     """Whether an excluded code covers a photo's jurisdiction: ``CA`` covers ``CA`` and
     ``CA-QC``; ``US-IL`` covers only ``US-IL`` (a photo known only to be in ``US`` is not known
@@ -56,13 +64,11 @@ class GovernanceCatalog:
     # exclusions ----------------------------------------------------------------------------
 
     def add_exclusion(self, code: str, reason: str | None, actor: str) -> None:
+        values = {"code": code, "reason": reason, "actor": actor, "created_at": _now()}
+        s.check_text(s.exclusions, values)
         try:
             with self._db.begin() as conn:
-                conn.execute(
-                    s.exclusions.insert().values(
-                        code=code, reason=reason, actor=actor, created_at=_now()
-                    )
-                )
+                conn.execute(s.exclusions.insert().values(**values))
         except sa.exc.IntegrityError as exc:
             raise InvalidArgument(f"{code} is already excluded") from exc
 
@@ -79,7 +85,7 @@ class GovernanceCatalog:
                     "code": r["code"],
                     "reason": r["reason"],
                     "actor": r["actor"],
-                    "created_at": r["created_at"].isoformat(timespec="seconds"),
+                    "created_at": as_utc(r["created_at"]).isoformat(timespec="seconds"),
                 }
                 for r in rows
             ]
@@ -157,6 +163,7 @@ class GovernanceCatalog:
     ) -> int:
         """Keep the template (one or more unit vectors) of an erased person; returns its id."""
         vectors = np.ascontiguousarray(template, dtype="<f4").reshape(-1, space.dim)
+        s.check_text(s.suppressions, {"reason": reason, "actor": actor})
         with self._db.begin() as conn:
             result = conn.execute(
                 s.suppressions.insert().values(

@@ -7,9 +7,12 @@ and recorded in ``schema_migrations``; a database newer than this code is refuse
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
+
+from countenance.errors import InvalidArgument
 
 LAWFUL_BASES = (
     "consent",
@@ -83,6 +86,7 @@ photos = sa.Table(
     # ISO 3166 code where the photo was taken: an override, EXIF GPS, or the source's
     sa.Column("jurisdiction", sa.String(10)),
     sa.Column("minors", sa.Boolean, nullable=False, server_default=sa.false()),
+    sqlite_autoincrement=True,
 )
 sa.Index("ix_photos_source", photos.c.source_id)
 sa.Index("ix_photos_jurisdiction", photos.c.jurisdiction)
@@ -111,6 +115,8 @@ faces = sa.Table(
     sa.Column("embedding", sa.LargeBinary),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
+    # an erased face's id is never given to another face: the audit log names face ids
+    sqlite_autoincrement=True,
 )
 sa.Index("ix_faces_photo", faces.c.photo_id)
 sa.Index("ix_faces_space_live", faces.c.space_id, faces.c.skip_reason)
@@ -175,6 +181,22 @@ suppressions = sa.Table(
     sa.Column("actor", sa.String(200), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def check_text(table: sa.Table, values: Mapping[str, Any]) -> None:
+    """Refuse a string longer than its column or holding a NUL character.
+
+    PostgreSQL refuses both (a DataError mid-transaction), SQLite stores them: checked here,
+    both backends refuse them alike and before any write.
+    """
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            raise InvalidArgument(f"{name} must not contain NUL characters")
+        length = getattr(table.c[name].type, "length", None)
+        if length is not None and len(value) > length:
+            raise InvalidArgument(f"{name} must have at most {length} characters: {value!r}")
 
 
 def _v1_initial(conn: sa.Connection) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
-from countenance.catalog.governance import GovernanceCatalog
+from countenance.catalog.governance import GovernanceCatalog, as_utc
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.ports import Ids, Vectors
 from countenance.types import Box, EmbeddingSpace, Landmarks5, Metric, Provenance, SourceInfo
@@ -81,6 +81,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
+    # Datetimes are read back in the session's zone, which is the server's unless set, and
+    # naive ones are taken in it; UTC makes both what they are on SQLite (naive = UTC).
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    cur = dbapi_conn.cursor()
+    cur.execute("SET TIME ZONE 'UTC'")
+    cur.close()
+    dbapi_conn.autocommit = autocommit
+
+
 class SqlCatalog(GovernanceCatalog):
     """Sources, photos and faces in one SQL database, with real transactions."""
 
@@ -97,6 +108,8 @@ class SqlCatalog(GovernanceCatalog):
             raise BackendError(f"cannot open catalog {url!r}: {exc}") from exc
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+        elif engine.dialect.name == "postgresql":
+            sa.event.listen(engine, "connect", _postgres_session)
         catalog = cls(engine)
         catalog.migrate()
         return catalog
@@ -172,6 +185,7 @@ class SqlCatalog(GovernanceCatalog):
             "minors": info.minors,
             "created_at": utcnow(),
         }
+        s.check_text(s.sources, values)
         try:
             with self._db.begin() as conn:
                 conn.execute(s.sources.insert().values(**values))
@@ -232,6 +246,7 @@ class SqlCatalog(GovernanceCatalog):
             "metric": space.metric.value,
         }
         t = s.spaces
+        s.check_text(t, key)
         where = sa.and_(*(t.c[k] == v for k, v in key.items()))
         with self._db.begin() as conn:
             found = conn.execute(sa.select(t.c.id).where(where)).scalar()
@@ -273,56 +288,53 @@ class SqlCatalog(GovernanceCatalog):
         index, or None when a photo with these bytes is already stored."""
         space_id = self.space_id(space)
         now = utcnow()
+        values = {
+            "source_id": source_id,
+            "sha256": photo.sha256,
+            "uri": photo.provenance.uri,
+            "page_url": photo.provenance.page_url,
+            "width": photo.width,
+            "height": photo.height,
+            "format": photo.format,
+            "bytes": photo.bytes,
+            "n_faces": len(photo.faces),
+            "ingested_at": now,
+            # SQLite keeps a datetime's wall time and drops its zone: store UTC everywhere
+            "expires_at": None if expires_at is None else as_utc(expires_at),
+            "jurisdiction": photo.jurisdiction,
+            "minors": photo.minors,
+        }
+        s.check_text(s.photos, values)
         try:
             with self._db.begin() as conn:
-                photo_id = _pk(
-                    conn.execute(
-                        s.photos.insert().values(
-                            source_id=source_id,
-                            sha256=photo.sha256,
-                            uri=photo.provenance.uri,
-                            page_url=photo.provenance.page_url,
-                            width=photo.width,
-                            height=photo.height,
-                            format=photo.format,
-                            bytes=photo.bytes,
-                            n_faces=len(photo.faces),
-                            ingested_at=now,
-                            expires_at=expires_at,
-                            jurisdiction=photo.jurisdiction,
-                            minors=photo.minors,
-                        )
-                    )
-                )
+                photo_id = _pk(conn.execute(s.photos.insert().values(**values)))
                 indexed: list[int] = []
                 for face in photo.faces:
                     if face.embedding is not None and face.embedding.shape != (space.dim,):
                         raise InvalidArgument(
                             f"embedding of shape {face.embedding.shape} is not in {space.key}"
                         )
-                    face_id = _pk(
-                        conn.execute(
-                            s.faces.insert().values(
-                                photo_id=photo_id,
-                                space_id=space_id,
-                                x1=face.box.x1,
-                                y1=face.box.y1,
-                                x2=face.box.x2,
-                                y2=face.box.y2,
-                                landmarks=face.landmarks.as_list() if face.landmarks else None,
-                                detector=face.detector,
-                                det_score=face.det_score,
-                                quality=face.quality,
-                                sharpness=face.sharpness,
-                                skip_reason=face.skip_reason,
-                                embedding=None
-                                if face.embedding is None
-                                else np.asarray(face.embedding, dtype="<f4").tobytes(),
-                                created_at=now,
-                                expires_at=expires_at,
-                            )
-                        )
-                    )
+                    row = {
+                        "photo_id": photo_id,
+                        "space_id": space_id,
+                        "x1": face.box.x1,
+                        "y1": face.box.y1,
+                        "x2": face.box.x2,
+                        "y2": face.box.y2,
+                        "landmarks": face.landmarks.as_list() if face.landmarks else None,
+                        "detector": face.detector,
+                        "det_score": face.det_score,
+                        "quality": face.quality,
+                        "sharpness": face.sharpness,
+                        "skip_reason": face.skip_reason,
+                        "embedding": None
+                        if face.embedding is None
+                        else np.asarray(face.embedding, dtype="<f4").tobytes(),
+                        "created_at": now,
+                        "expires_at": values["expires_at"],
+                    }
+                    s.check_text(s.faces, row)
+                    face_id = _pk(conn.execute(s.faces.insert().values(**row)))
                     if face.skip_reason is None and face.embedding is not None:
                         indexed.append(int(face_id))
         except sa.exc.IntegrityError as exc:
@@ -458,10 +470,10 @@ class SqlCatalog(GovernanceCatalog):
         p, f = s.photos, s.faces
         if (source_id is None) == (expired_at is None):
             raise InvalidArgument("delete_photos needs exactly one of source_id, expired_at")
-        if source_id is not None:
-            where = p.c.source_id == source_id
+        if expired_at is not None:
+            where = sa.and_(p.c.expires_at.is_not(None), p.c.expires_at <= as_utc(expired_at))
         else:
-            where = sa.and_(p.c.expires_at.is_not(None), p.c.expires_at <= expired_at)
+            where = p.c.source_id == source_id
         with self._db.begin() as conn:
             photo_ids = conn.execute(sa.select(p.c.id).where(where)).scalars().all()
             face_ids: list[int] = []

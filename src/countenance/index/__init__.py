@@ -38,6 +38,7 @@ __all__ = [
 INDEXES: dict[str, str] = {
     "exact": "countenance.index.exact:ExactIndex",
     "faiss": "countenance.index.faiss:FaissIndex",
+    "milvus": "countenance.index.milvus:MilvusIndex",
 }
 
 # How to get a backend's package when it is missing. faiss-cpu is a core dependency, so it has
