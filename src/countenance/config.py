@@ -33,7 +33,10 @@ class Settings:
     catalog_url: str | None = _setting(
         None, "SQLAlchemy URL of the catalog; default: SQLite in data_dir."
     )
-    index_backend: str = _setting("faiss", "Vector index backend: faiss or exact.")
+    index_backend: str = _setting("faiss", "Vector index backend: faiss, milvus or exact.")
+    index_uri: str | None = _setting(
+        None, "Milvus URI (http://host:19530) for a cluster; default: Milvus Lite in data_dir."
+    )
     approx_threshold: int = _setting(
         200_000, "Gallery size past which the FAISS index turns approximate (IVF)."
     )

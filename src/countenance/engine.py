@@ -22,6 +22,7 @@ import fcntl
 import getpass
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,12 +441,20 @@ class Engine:
     def reindex(self) -> int:
         """Rebuild the vector index from the catalog's stored embeddings; returns its size."""
         with self._writer_lock():
-            path = self._index_dir()
-            for old in path.glob(f"{self.space.key}.*"):
-                old.unlink()
-            self.index = self._new_index()
-            for ids, vectors in self.catalog.embeddings(self.space):
-                self.index.add(ids, vectors)
+            batches = list(self.catalog.embeddings(self.space))
+            ids = np.concatenate([i for i, _ in batches]) if batches else np.zeros(0, np.int64)
+            vectors = (
+                np.concatenate([v for _, v in batches])
+                if batches
+                else np.zeros((0, self.space.dim), np.float32)
+            )
+            rebuild = getattr(self.index, "rebuild", None)
+            if callable(rebuild):  # FAISS: a fresh index, flat or IVF as the size asks
+                rebuild(ids, vectors)
+            else:
+                self.index.remove(self.index.ids())
+                for batch_ids, vectors in batches:
+                    self.index.add(batch_ids, vectors)
             self._save_index()
             return self.index.count()
 
@@ -459,6 +468,7 @@ class Engine:
             self._index_dir(),
             approx_threshold=self.settings.approx_threshold,
             target_recall=self.settings.target_recall,
+            uri=self.settings.index_uri,
         )
 
     def _open_index(self) -> tuple[VectorIndex, RepairReport]:
@@ -470,7 +480,7 @@ class Engine:
         except BackendError as exc:
             log.warning("vector index unreadable (%s); rebuilding it from the catalog", exc)
             for old in self._index_dir().glob(f"{self.space.key}.*"):
-                old.unlink()
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
             index = self._new_index()
             rebuilt = True
         live = self.catalog.live_face_ids(self.space)

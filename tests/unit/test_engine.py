@@ -290,3 +290,30 @@ def test_retire_source_purges_it_and_refuses_more(tmp_path: Path, folder: Path) 
             db.ingest(folder / "a", source="old")
         assert db.audit.events(action="source")[-1].details["op"] == "retire"
         assert db.audit.verify().ok
+
+
+@pytest.mark.parametrize("backend", ["exact", "milvus"])
+def test_engine_on_other_index_backends(tmp_path: Path, folder: Path, backend: str) -> None:
+    if backend == "milvus" and not _ci():
+        pytest.importorskip("pymilvus")
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, workers=1, index_backend=backend)
+    with Engine(settings, pipeline=fake_pipeline()) as db:
+        db.add_source("s", basis="consent")
+        db.ingest(folder, source="s")
+        assert db.index.count() == 3
+        assert "red" in db.search(block_photo(RED), **WHO).faces[0].matches[0].photo
+        assert db.reindex() == 3
+        db.erase(photo=block_photo(GREEN), reason="r", actor="dpo")
+        assert db.index.count() == 2
+    with Engine(settings, pipeline=fake_pipeline()) as db:  # reopened and repaired
+        assert db.index.count() == 2
+        assert sorted(db.index.ids().tolist()) == sorted(
+            db.catalog.live_face_ids(db.space).tolist()
+        )
+
+
+def _ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
