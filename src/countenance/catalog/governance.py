@@ -31,6 +31,11 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """A stored time as ISO 8601 in UTC to the second, or None."""
+    return None if value is None else as_utc(value).isoformat(timespec="seconds")
+
+
 def covers(exclusion: str, jurisdiction: str | None) -> bool:
     """Whether an excluded code covers a photo's jurisdiction: ``CA`` covers ``CA`` and
     ``CA-QC``; ``US-IL`` covers only ``US-IL`` (a photo known only to be in ``US`` is not known

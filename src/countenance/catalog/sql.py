@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
-from countenance.catalog.governance import GovernanceCatalog, as_utc
+from countenance.catalog.governance import GovernanceCatalog, as_utc, iso_utc
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.ports import Ids, Vectors
 from countenance.types import Box, EmbeddingSpace, Landmarks5, Metric, Provenance, SourceInfo
@@ -223,8 +223,8 @@ class SqlCatalog(GovernanceCatalog):
                 consent_ref=r["consent_ref"],
                 licence=r["licence"],
                 retention_days=r["retention_days"],
-                created_at=_iso(r["created_at"]),
-                retired_at=_iso(r["retired_at"]),
+                created_at=iso_utc(r["created_at"]),
+                retired_at=iso_utc(r["retired_at"]),
                 minors=bool(r["minors"]),
                 id=r["id"],
                 photos=r["n_photos"],
@@ -527,11 +527,3 @@ def _pk(result: sa.CursorResult[Any]) -> int:
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat(timespec="seconds")

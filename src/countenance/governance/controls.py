@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from countenance.catalog.governance import covers, iso3166
+from countenance.catalog.governance import covers, iso3166, iso_utc
 from countenance.errors import InvalidArgument, NoFaceFound, PolicyDenied
 from countenance.ports import Ids, Vectors
 
@@ -289,8 +289,8 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
                 source=d["name"],
                 lawful_basis=d["lawful_basis"],
                 jurisdiction=d["jurisdiction"],
-                ingested_at=_iso(d["ingested_at"]) or "",
-                expires_at=_iso(d["expires_at"]),
+                ingested_at=iso_utc(d["ingested_at"]) or "",
+                expires_at=iso_utc(d["expires_at"]),
                 searches=searches.get(face_id, []),
             )
         )
@@ -319,11 +319,3 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
         result_face_ids=[h.face_id for h in held],
     )
     return {"faces": len(held), "json": str(json_path), "html": str(html_path)}
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were stored in UTC
-        value = value.replace(tzinfo=dt.UTC)
-    return value.isoformat(timespec="seconds")
