@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +118,20 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def run_cli(
+    data: Path, *args: str, ok: bool = True, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess (exit codes and streams as users see);
+    with ``ok``, a non-zero exit fails the test with its stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "countenance", "--data", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc

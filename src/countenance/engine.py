@@ -389,8 +389,8 @@ class Engine:
     def verify(self, a: Photo, b: Photo) -> Verification:
         """Whether the principal faces of two photos (the largest whole face of each) are one
         person, by the FMR 1 in 1,000 rule."""
-        fa = self._principal_face(a)
-        fb = self._principal_face(b)
+        fa, _ = self._principal_face(a)
+        fb, _ = self._principal_face(b)
         assert fa.embedding is not None and fb.embedding is not None
         sim = float(np.dot(fa.embedding, fb.embedding))
         return Verification(
@@ -401,11 +401,12 @@ class Engine:
             box_b=fb.detected.box,
         )
 
-    def _principal_face(self, photo: Photo) -> AnalysedFace:
-        rgb, _ = self._decode(photo)
+    def _principal_face(self, photo: Photo) -> tuple[AnalysedFace, str]:
+        """The photo's principal face that has an embedding, and the photo's SHA-256."""
+        rgb, digest = self._decode(photo)
         for face in self.pipeline.analyse(rgb):  # principal first
             if face.embedding is not None:
-                return face
+                return face, digest
         raise NoFaceFound("no usable face found in the photo")
 
     def _decode(self, photo: Photo) -> tuple[RGB, str]:

@@ -7,7 +7,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -16,23 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from countenance.cli import cli
-from tests.conftest import need_faces
+from tests.conftest import need_faces, run_cli
 
 pytestmark = pytest.mark.slow
 
 
 def run(*args: str, data: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """The real console entry point in a subprocess (exit codes and streams as users see)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "countenance", "--data", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COUNTENANCE_WORKERS": "1"},
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    return run_cli(data, *args, ok=ok, env={"COUNTENANCE_WORKERS": "1"})
 
 
 def huge_png(width: int, height: int) -> bytes:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_faces
+from tests.conftest import need_faces, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +21,7 @@ WHO = ["--actor", "alice", "--purpose", "scenario", "--case", "gov-1"]
 
 
 def run(data: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "countenance", "--data", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COUNTENANCE_ACTOR": "dpo"},
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    return run_cli(data, *args, ok=ok, env={"COUNTENANCE_ACTOR": "dpo"})
 
 
 def faces_by_photo(data: Path) -> dict[str, int]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from countenance.catalog.governance import covers, iso3166, iso_utc
-from countenance.errors import InvalidArgument, NoFaceFound, PolicyDenied
+from countenance.errors import InvalidArgument, PolicyDenied
 from countenance.ports import Ids, Vectors
 
 if TYPE_CHECKING:
@@ -147,11 +147,8 @@ def erase(
         raise InvalidArgument("an erasure needs a reason and an actor (both are audited)")
     seed: Vectors | None = None
     if photo is not None:
-        rgb, _ = engine._decode(photo)
-        faces = [f for f in engine.pipeline.analyse(rgb) if f.embedding is not None]
-        if not faces:
-            raise NoFaceFound("no usable face in the photo of the person to erase")
-        seed = np.asarray(faces[0].embedding, dtype=np.float32)[None, :]
+        face, _ = engine._principal_face(photo)
+        seed = np.asarray(face.embedding, dtype=np.float32)[None, :]
         ids = _person_faces(engine, seed)
     elif face_id is not None:
         ids = np.asarray([face_id], dtype=np.int64)
@@ -250,11 +247,8 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
 
     if not actor or not actor.strip():
         raise InvalidArgument("a subject access export needs an actor (audited)")
-    rgb, digest = engine._decode(photo)
-    faces = [f for f in engine.pipeline.analyse(rgb) if f.embedding is not None]
-    if not faces:
-        raise NoFaceFound("no usable face in the photo of the person")
-    seed = np.asarray(faces[0].embedding, dtype=np.float32)
+    face, digest = engine._principal_face(photo)
+    seed = np.asarray(face.embedding, dtype=np.float32)
     ids = _person_faces(engine, seed[None, :])
     vectors: dict[int, Vectors] = {}
     for batch_ids, batch in engine.catalog.embeddings(engine.space, ids=ids) if ids.size else ():
