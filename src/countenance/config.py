@@ -38,7 +38,15 @@ class Settings:
         None, "Milvus URI (http://host:19530) for a cluster; default: Milvus Lite in data_dir."
     )
     approx_threshold: int = _setting(
-        200_000, "Gallery size past which the FAISS index turns approximate (IVF)."
+        200_000, "Gallery size past which the FAISS index turns approximate (exact to HNSW)."
+    )
+    ivfpq_threshold: int = _setting(
+        2_000_000,
+        "Gallery size past which the FAISS index holds compressed codes (HNSW to IVF-PQ,"
+        " ~40 bytes of RAM per face; the float vectors are memory-mapped from disk).",
+    )
+    index_memory_gb: float = _setting(
+        8.0, "RAM the FAISS index may take; a gallery that would exceed it moves to IVF-PQ."
     )
     target_recall: float = _setting(
         0.99, "Recall@10 the approximate index is tuned to reach against exact search."

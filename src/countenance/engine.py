@@ -450,7 +450,7 @@ class Engine:
                 else np.zeros((0, self.space.dim), np.float32)
             )
             rebuild = getattr(self.index, "rebuild", None)
-            if callable(rebuild):  # FAISS: a fresh index, flat or IVF as the size asks
+            if callable(rebuild):  # FAISS: a fresh index, its layout chosen by size
                 rebuild(ids, vectors)
             else:
                 self.index.remove(self.index.ids())
@@ -468,6 +468,8 @@ class Engine:
             self.space,
             self._index_dir(),
             approx_threshold=self.settings.approx_threshold,
+            ivfpq_threshold=self.settings.ivfpq_threshold,
+            memory_gb=self.settings.index_memory_gb,
             target_recall=self.settings.target_recall,
             uri=self.settings.index_uri,
         )

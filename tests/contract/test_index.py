@@ -1,7 +1,8 @@
 """The VectorIndex contract, run against every backend, plus congruence between backends.
 
-``faiss-ivf`` is FaissIndex with a tiny ``approx_threshold``, so the same suite drives its IVF
-path. ``milvus`` is MilvusIndex on Milvus Lite: one embedded server per module, and a fresh
+``faiss-hnsw`` and ``faiss-ivfpq`` are FaissIndex with its layout forced, so the same suite
+drives its HNSW graph (tombstones) and its IVF-PQ codes (re-ranked from the vector file).
+``milvus`` is MilvusIndex on Milvus Lite: one embedded server per module, and a fresh
 collection for each index a test asks for (a collection cannot be deep-copied like the others,
 but loading the 2000 vectors into a new one takes well under a second). The data are
 synthetic unit vectors in clusters ("people" with several photos each), so nearest neighbours
@@ -28,8 +29,12 @@ from countenance.types import EmbeddingSpace
 
 SPACE = EmbeddingSpace("synthetic", "1", 32)
 PEOPLE, PHOTOS = 100, 20  # 2000 vectors
-IVF_THRESHOLD = 500
-PERSISTENT = {"faiss", "faiss-ivf", "milvus"}  # the backends that keep themselves on disk
+PERSISTENT = {
+    "faiss",
+    "faiss-hnsw",
+    "faiss-ivfpq",
+    "milvus",
+}  # the backends that keep themselves on disk
 
 Factory = Callable[[], VectorIndex]
 
@@ -52,8 +57,8 @@ IDS = (1000 + 7 * np.arange(len(VECTORS))).astype(np.int64)
 
 
 def build(backend: str, tmp: Path | None = None) -> VectorIndex:
-    if backend == "faiss-ivf":
-        return open_index("faiss", SPACE, tmp, approx_threshold=IVF_THRESHOLD)
+    if backend.startswith("faiss-"):
+        return open_index("faiss", SPACE, tmp, layout=backend.removeprefix("faiss-"))
     return open_index(backend, SPACE, tmp)
 
 
@@ -62,7 +67,8 @@ ORDER = np.random.default_rng(3).permutation(len(IDS))
 
 
 def load(index: VectorIndex, batch: int = 500) -> VectorIndex:
-    # Batches: faiss-ivf turns IVF at the second one and takes the rest as IVF adds.
+    # Batches: faiss-ivfpq trains at the second one (IVF-PQ needs 1000 vectors), retrains
+    # with more lists at the fourth, and takes the third as plain adds.
     for start in range(0, len(IDS), batch):
         rows = ORDER[start : start + batch]
         index.add(IDS[rows], VECTORS[rows])
@@ -77,7 +83,7 @@ def need_backend(backend: str) -> None:
         pytest.skip(f"{', '.join(missing)} not installed: pip install 'countenance[{backend}]'")
 
 
-@pytest.fixture(scope="module", params=["exact", "faiss", "faiss-ivf", "milvus"])
+@pytest.fixture(scope="module", params=["exact", "faiss", "faiss-hnsw", "faiss-ivfpq", "milvus"])
 def backend(request: pytest.FixtureRequest) -> str:
     need_backend(str(request.param))
     return str(request.param)
@@ -113,7 +119,8 @@ def make(backend: str, request: pytest.FixtureRequest) -> Iterator[Factory]:
 @functools.cache
 def _loaded(backend: str) -> VectorIndex:
     index = load(build(backend))
-    expected = {"exact": "exact", "faiss": "flat", "faiss-ivf": "ivf"}[backend]
+    expected = {"exact": "exact", "faiss": "flat", "faiss-hnsw": "hnsw", "faiss-ivfpq": "ivf"}
+    expected = expected[backend]
     assert index.kind.startswith(expected)
     return index
 
@@ -283,13 +290,17 @@ def test_faiss_flat_top10_equals_exact() -> None:
     np.testing.assert_allclose(flat_sims, exact_sims, atol=1e-5)
 
 
-def test_faiss_ivf_recall_at_10_against_exact() -> None:
-    exact, ivf = loaded_copy("exact"), loaded_copy("faiss-ivf")
-    assert ivf.kind.startswith("ivf")
+@pytest.mark.parametrize("layout", ["hnsw", "ivfpq"])
+def test_faiss_approximate_recall_at_10_against_exact(layout: str) -> None:
+    exact, approx = loaded_copy("exact"), loaded_copy(f"faiss-{layout}")
+    assert approx.kind.startswith(layout[:3])
     # Probes of people the gallery holds: for strangers the "neighbours" are arbitrary weak
-    # matches that IVF is not tuned for (recall ~0.5 here), and that no threshold would pass.
+    # matches that the index is not tuned for, and that no threshold would pass.
     queries = known_probes()
-    _, truth = exact.search(queries, k=10)
-    _, found = ivf.search(queries, k=10)
+    exact_sims, truth = exact.search(queries, k=10)
+    sims, found = approx.search(queries, k=10)
     recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
     assert recall >= 0.95
+    # Similarities are exact cosines, IVF-PQ's included (re-ranked from the float vectors).
+    same = found == truth
+    np.testing.assert_allclose(sims[same], exact_sims[same], atol=1e-5)

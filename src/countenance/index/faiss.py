@@ -1,26 +1,47 @@
-"""The embedded default vector index: FAISS, exact while small, IVF once the gallery grows.
+"""The embedded default vector index: FAISS, exact while small, then HNSW, then IVF-PQ.
 
-Up to ``approx_threshold`` vectors the index is ``IndexIDMap2(IndexFlatIP)``: exact, and as fast
-as anything at that size. The first ``add`` that takes it past the threshold rebuilds it as
-``IndexIVFFlat`` with about ``4 * sqrt(n)`` lists, and sets ``nprobe`` to the smallest power of
-two that reaches ``target_recall`` (recall@10 against exact search on a sample of the gallery).
-Each time the gallery has grown about fourfold since, an ``add`` retrains it (more lists, nprobe
-tuned again), so lists and nprobe keep fitting the data at an amortised cost; that ``add``
-briefly holds a second copy of the vectors. The index stays IVF whatever is removed;
-:meth:`FaissIndex.rebuild` chooses afresh.
+The gallery's layout follows its size and a memory budget
+(:mod:`countenance.index.faiss_layouts` has the three):
 
-On disk it is one file, ``<directory>/<space.key>.faiss``, replaced atomically by :meth:`save`.
-FAISS writes ``nprobe`` into the IVF file itself, so no side file is needed.
+============  ==============================  ====================================
+layout        while                           RAM per 128-d face
+============  ==============================  ====================================
+flat (exact)  n <= ``approx_threshold``       ~550 B (vector, id, reverse map)
+hnsw32        n <= ``ivfpq_threshold``        ~800 B (vector, id, graph links)
+ivf,pq        beyond, or past ``memory_gb``   ~40 B (32 B of code, 8 B id); the
+                                              float vectors are memory-mapped
+============  ==============================  ====================================
+
+The ``add`` that takes the gallery past a threshold rebuilds it in the next layout (training
+IVF-PQ on a sample); an IVF-PQ gallery that has grown fourfold is retrained with more lists.
+After each build the search breadth (HNSW's efSearch, IVF's nprobe) is set to the smallest
+value whose recall@10 against exact search reaches ``target_recall``, and it is tuned again
+whenever the gallery has doubled since. A layout never shrinks by itself; :meth:`rebuild`
+(``countenance reindex``) chooses afresh, and :meth:`compact` reclaims HNSW's tombstones.
+
+Removal is visible to the very next search in every layout. Every result carries exact
+cosine similarities (IVF-PQ re-ranks its short list by the float vectors).
+
+On disk: ``<directory>/<space.key>.faiss`` (replaced atomically by :meth:`save`; FAISS writes
+efSearch and nprobe into it) and, for IVF-PQ, ``<space.key>.vectors`` (one row per face id,
+memory-mapped, flushed before the index file is replaced, so a saved index never names a
+face whose vector is not on disk) and ``<space.key>.json`` (the re-ranking depth tuned with
+nprobe).
 
 The index is not safe for concurrent writes; the engine serialises them.
 """
 
 from __future__ import annotations
 
+import copy
 import glob
-import math
+import json
+import logging
 import os
+import shutil
 import tempfile
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +50,61 @@ import numpy as np
 
 from countenance.errors import BackendError, InvalidArgument, SpaceMismatch
 from countenance.index import EMPTY_ID, EMPTY_SIM, check_add, check_ids, check_queries, empty_hits
+from countenance.index.faiss_layouts import (
+    Calibration,
+    FlatLayout,
+    Gallery,
+    HnswLayout,
+    IvfPqLayout,
+    choose_nlist,
+)
+from countenance.index.vectorfile import VectorFile
 from countenance.ports import Ids, Vectors
 from countenance.types import EmbeddingSpace
 
-# k-means wants at least this many training points per list (FAISS warns below it), and gains
-# nothing from more than _MAX_TRAIN_PER_LIST (FAISS would subsample to that itself).
-_MIN_TRAIN_PER_LIST = 39
-_MAX_TRAIN_PER_LIST = 256
-# nprobe is tuned on this many gallery vectors as queries, for recall of this many neighbours.
-_CALIBRATION_QUERIES = 200
-_CALIBRATION_K = 10
-# Fixed seeds: the same gallery always yields the same lists and the same nprobe.
-_SEED = 20240601
+__all__ = ["LAYOUTS", "FaissIndex", "choose_layout", "choose_nlist"]
+
+log = logging.getLogger(__name__)
+
+Layout = FlatLayout | HnswLayout | IvfPqLayout
+
+LAYOUTS = ("flat", "hnsw", "ivfpq")
+"""The layouts in the order a growing gallery moves through them."""
+
+_GIB = 1 << 30
+# HNSW keeps this many tombstones at most (as a share of its slots) before an add compacts it.
+_MAX_TOMBSTONES = 0.25
+# Below this many vectors IVF-PQ cannot train 256 codes per sub-vector; flat is exact and fast.
+_MIN_IVFPQ = 1_000
+
+
+def choose_layout(
+    n: int,
+    dim: int,
+    *,
+    approx_threshold: int = 200_000,
+    ivfpq_threshold: int = 2_000_000,
+    memory_gb: float = 8.0,
+) -> str:
+    """The layout for ``n`` vectors of ``dim``: the first of flat, HNSW and IVF-PQ whose size
+    limit ``n`` is within and whose RAM fits ``memory_gb``.
+
+    Example: ``choose_layout(10**6, 128) == "hnsw"``; ``choose_layout(10**7, 128) == "ivfpq"``.
+    """
+    budget = memory_gb * _GIB
+    if n <= approx_threshold and n * (dim * 4 + 40) <= budget:
+        return "flat"
+    if n <= ivfpq_threshold and n * (dim * 4 + 8 * HnswLayout.M + 28) <= budget:
+        return "hnsw"
+    return "ivfpq"
 
 
 class FaissIndex:
     """FAISS index of one space over int64 face ids; persistent when given a directory.
 
     Adding an id that is already present replaces its vector. ``remove`` is visible to the very
-    next search. Nothing is written until :meth:`save`; without a directory ``save`` does
-    nothing.
+    next search. Nothing is written until :meth:`save`, except IVF-PQ's vector file; without a
+    directory ``save`` does nothing. ``layout`` forces one layout instead of choosing by size.
 
     Example::
 
@@ -64,117 +120,239 @@ class FaissIndex:
         directory: Path | None = None,
         *,
         approx_threshold: int = 200_000,
+        ivfpq_threshold: int = 2_000_000,
+        memory_gb: float = 8.0,
         target_recall: float = 0.99,
+        layout: str = "auto",
         **_: Any,
     ) -> None:
-        if approx_threshold < 0:
-            raise InvalidArgument(f"approx_threshold must be >= 0, got {approx_threshold}")
+        if approx_threshold < 0 or ivfpq_threshold < 0:
+            raise InvalidArgument("approx_threshold and ivfpq_threshold must be >= 0")
+        if memory_gb <= 0:
+            raise InvalidArgument(f"memory_gb must be > 0, got {memory_gb}")
         if not 0.0 < target_recall <= 1.0:
             raise InvalidArgument(f"target_recall must be in (0, 1], got {target_recall}")
+        if layout != "auto" and layout not in LAYOUTS:
+            raise InvalidArgument(f"layout must be auto or one of {', '.join(LAYOUTS)}")
         self.space = space
         self.approx_threshold = approx_threshold
+        self.ivfpq_threshold = ivfpq_threshold
+        self.memory_gb = memory_gb
         self.target_recall = target_recall
+        self.forced = None if layout == "auto" else layout
         self._path = None if directory is None else Path(directory) / f"{space.key}.faiss"
+        self._vectors_path = None if directory is None else Path(directory) / f"{space.key}.vectors"
+        self._store: VectorFile | None = None
+        self._layout: Layout = FlatLayout(space.dim)
+        self._tuned_at = 0
         if self._path is not None and self._path.exists():
-            self._index = self._load(self._path)
-        else:
-            self._index = self._new_flat()
+            self._layout = self._load(self._path)
+            self._tuned_at = self._layout.count()
+        if self.forced is not None and self._name(self._layout) != self.forced:
+            self._build(self.forced, self._gallery())
 
     # -- what it is ------------------------------------------------------------------------
 
     @property
     def kind(self) -> str:
-        """``flat`` (exact), or ``ivf<nlist>,flat`` once past ``approx_threshold``."""
-        if self._is_ivf:
-            return f"ivf{self._index.nlist},flat"
-        return "flat"
+        """``flat``, ``hnsw32`` or ``ivf<nlist>,pq<m>x<bits>``."""
+        return self._layout.kind
+
+    @property
+    def layout(self) -> str:
+        """``flat``, ``hnsw`` or ``ivfpq``."""
+        return self._name(self._layout)
 
     @property
     def nprobe(self) -> int | None:
-        """How many IVF lists a search visits; ``None`` while the index is flat."""
-        return int(self._index.nprobe) if self._is_ivf else None
+        """IVF lists a search visits; ``None`` unless the layout is IVF-PQ."""
+        return self._layout.nprobe if isinstance(self._layout, IvfPqLayout) else None
+
+    @property
+    def ef_search(self) -> int | None:
+        """HNSW's search breadth; ``None`` unless the layout is HNSW."""
+        return self._layout.ef_search if isinstance(self._layout, HnswLayout) else None
+
+    @property
+    def _meta_path(self) -> Path:
+        assert self._path is not None
+        return self._path.with_suffix(".json")
 
     @property
     def path(self) -> Path | None:
         """The index file, or ``None`` for an index held only in memory."""
         return self._path
 
+    @property
+    def vectors_path(self) -> Path:
+        """Where IVF-PQ keeps the float vectors it re-ranks with (a temporary folder for an
+        index without a directory, removed with the index)."""
+        if self._vectors_path is None:
+            scratch = tempfile.mkdtemp(prefix="countenance-vectors-")
+            weakref.finalize(self, shutil.rmtree, scratch, ignore_errors=True)
+            self._vectors_path = Path(scratch) / f"{self.space.key}.vectors"
+        return self._vectors_path
+
+    def ram_bytes(self) -> int:
+        """What the index holds in RAM (IVF-PQ's memory-mapped vectors not counted)."""
+        return self._layout.ram_bytes()
+
     def count(self) -> int:
-        return int(self._index.ntotal)
+        return self._layout.count()
 
     def ids(self) -> Ids:
-        if not self._is_ivf:
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
-        return self._ivf_contents(vectors=False)[0]
+        return self._layout.ids()
 
     # -- writes ----------------------------------------------------------------------------
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         ids, vectors = check_add(self.space, ids, vectors)
-        if len(ids):
-            self._add(ids, vectors)
-
-    def _add(self, ids: Ids, vectors: Vectors) -> None:
-        # FAISS would happily hold an id twice; replacing keeps ids unique like the catalog's.
-        self._remove(ids)
-        self._index.add_with_ids(vectors, ids)
-        if self._is_ivf:
-            # Lists trained on a quarter of today's gallery no longer fit it, and nprobe was
-            # tuned on that quarter: retrain. Growth by 4x each time keeps the cost amortised.
-            if choose_nlist(self.count()) >= 2 * self._index.nlist:
-                self._index = self._new_ivf(*self._ivf_contents(vectors=True))
-        elif self.count() > self.approx_threshold:
-            self._index = self._new_ivf(*self._flat_contents())
+        if not len(ids):
+            return
+        self._layout.add(ids, vectors)
+        self._grow()
 
     def remove(self, ids: Ids) -> int:
         ids = check_ids(ids)
         if len(ids) == 0 or self.count() == 0:
             return 0
-        return self._remove(ids)
+        return self._layout.remove(ids)
 
-    def _remove(self, ids: Ids) -> int:
-        if not self._is_ivf:
-            # IndexIDMap2 rebuilds its whole reverse map on every remove_ids, so skip the call
-            # when none of the ids is held (the common case for a plain add).
-            held = faiss.vector_to_array(self._index.id_map)
-            if not np.isin(ids, held).any():
-                return 0
-        # remove_ids takes effect at once; IDSelectorBatch tests membership with a hash set.
-        return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
+    def rebuild(self, ids: Ids, vectors: Vectors | VectorFile) -> None:
+        """Replace the whole contents, choosing the layout by size (or the forced one).
 
-    def rebuild(self, ids: Ids, vectors: Vectors) -> None:
-        """Replace the whole contents with ``ids``/``vectors``, choosing flat or IVF by size.
-
-        Use it to reindex from the catalog; like every write, it reaches disk at :meth:`save`.
-        Example: ``index.rebuild(catalog_ids, catalog_vectors); index.save()``.
+        ``vectors`` may be memory-mapped, or this index's own :class:`VectorFile` already
+        holding them (how a gallery larger than RAM is indexed). Like every write, it reaches
+        disk at :meth:`save`. Example: ``index.rebuild(catalog_ids, catalog_vectors)``.
         """
-        ids, vectors = check_add(self.space, ids, vectors)
-        if len(ids) > self.approx_threshold:
-            self._index = self._new_ivf(ids, vectors)
+        if isinstance(vectors, VectorFile):
+            ids = check_ids(ids)
         else:
-            index = self._new_flat()
-            if len(ids):
-                index.add_with_ids(vectors, ids)
-            self._index = index
+            ids, vectors = check_add(self.space, ids, vectors)
+        self._build(self.forced or self._choose(len(ids)), Gallery(ids, vectors))
+
+    def compact(self) -> None:
+        """Rebuild the current layout from the live faces, dropping HNSW's tombstones."""
+        self._build(self.layout, self._gallery())
+
+    def _choose(self, n: int) -> str:
+        return choose_layout(
+            n,
+            self.space.dim,
+            approx_threshold=self.approx_threshold,
+            ivfpq_threshold=self.ivfpq_threshold,
+            memory_gb=self.memory_gb,
+        )
+
+    def _grow(self) -> None:
+        """After an add: move to the next layout, retrain, compact or retune, as size asks."""
+        layout, n = self._layout, self.count()
+        wanted = self.forced or self._choose(n)
+        if LAYOUTS.index(wanted) > LAYOUTS.index(self.layout):
+            self._build(wanted, self._gallery())
+        elif isinstance(layout, IvfPqLayout) and choose_nlist(n) >= 2 * layout.index.nlist:
+            self._build("ivfpq", self._gallery())  # lists trained on a quarter of today's
+        elif isinstance(layout, HnswLayout) and layout.tombstones > _MAX_TOMBSTONES * (
+            n + layout.tombstones
+        ):
+            self._build("hnsw", self._gallery())
+        elif not isinstance(layout, FlatLayout) and n >= 2 * max(self._tuned_at, 1):
+            self._tune(self._gallery())
 
     # -- reads -----------------------------------------------------------------------------
 
     def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
         queries = check_queries(self.space, queries, k)
-        return self._search(queries, int(k))
-
-    def _search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
         sims, ids = empty_hits(len(queries), k)
-        top = min(k, self.count())
+        top = min(int(k), self.count())
         if top == 0 or len(queries) == 0:
             return sims, ids
-        found_sims, found_ids = self._index.search(queries, top)
-        # IVF may find fewer than ``top`` in the lists it probes; FAISS marks those slots with
-        # id -1 and similarity -FLT_MAX, which we report as -inf like every backend.
+        found_sims, found_ids = self._layout.search(queries, top)
+        # Approximate layouts may find fewer than ``top``; FAISS marks those slots with id -1
+        # and similarity -FLT_MAX, which we report as -inf like every backend.
         found_sims[found_ids == EMPTY_ID] = EMPTY_SIM
         sims[:, :top] = found_sims
         ids[:, :top] = found_ids
         return sims, ids
+
+    # -- building --------------------------------------------------------------------------
+
+    def _gallery(self) -> Gallery:
+        if isinstance(self._layout, IvfPqLayout):
+            return Gallery(np.sort(self._layout.ids()), self._layout.vectors)
+        return Gallery(*self._everything())
+
+    def _everything(self) -> tuple[Ids, Vectors]:
+        parts = list(self._layout.contents())
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, self.space.dim), np.float32)
+        return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
+
+    def _build(self, name: str, gallery: Gallery) -> None:
+        started = time.monotonic()
+        dim = self.space.dim
+        if name == "ivfpq" and len(gallery) < _MIN_IVFPQ:
+            name = "flat"  # too few vectors to train a quantizer: exact costs nothing here
+        layout: Layout
+        if name == "ivfpq":
+            store = self._vector_file()
+            held = gallery.vectors
+            if not (isinstance(held, VectorFile) and held.path == store.path):
+                store.truncate()
+                for ids, vectors in gallery.chunks():
+                    store.write(ids, vectors)
+            gallery = Gallery(np.sort(gallery.ids), store)
+            layout = IvfPqLayout.train(dim, gallery, store)
+            for ids, vectors in gallery.chunks():
+                layout.add_codes(ids, vectors)
+        else:
+            layout = HnswLayout(dim) if name == "hnsw" else FlatLayout(dim)
+            for ids, vectors in gallery.chunks():
+                if len(ids):
+                    layout.add(ids, vectors)
+            if self._store is not None:
+                self._store.truncate()  # no vectors outlive the layout that needed them
+        self._layout = layout
+        self._tune(gallery)
+        log.info(
+            "vector index built as %s for %d faces in %.1f s",
+            layout.kind,
+            len(gallery),
+            time.monotonic() - started,
+        )
+
+    def _tune(self, gallery: Gallery) -> None:
+        if len(gallery) > 1:
+            self._layout.tune(Calibration(gallery), self.target_recall)
+        self._tuned_at = self.count()
+
+    def _vector_file(self) -> VectorFile:
+        if self._store is None:
+            self._store = VectorFile(self.vectors_path, self.space.dim)
+        return self._store
+
+    @staticmethod
+    def _name(layout: Layout) -> str:
+        if isinstance(layout, HnswLayout):
+            return "hnsw"
+        return "ivfpq" if isinstance(layout, IvfPqLayout) else "flat"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FaissIndex:
+        """An independent copy held in memory (no directory): IVF-PQ's vectors are copied to
+        a temporary file of its own, so writes to either index never reach the other."""
+        clone = copy.copy(self)
+        clone._path = clone._vectors_path = None
+        clone._store = None
+        index = faiss.clone_index(self._layout.index)
+        if isinstance(self._layout, IvfPqLayout):
+            self._layout.vectors.flush()
+            shutil.copyfile(self._layout.vectors.path, clone.vectors_path)
+            clone._layout = IvfPqLayout(index, clone._vector_file(), self._layout.rerank)
+        elif isinstance(self._layout, HnswLayout):
+            clone._layout = HnswLayout(self.space.dim, index)
+        else:
+            clone._layout = FlatLayout(self.space.dim, index)
+        return clone
 
     # -- disk ------------------------------------------------------------------------------
 
@@ -182,6 +360,8 @@ class FaissIndex:
         """Write the index to its file atomically: a crash mid-save leaves the old file whole."""
         if self._path is None:
             return
+        if isinstance(self._layout, IvfPqLayout):
+            self._layout.vectors.flush()  # every id the file names has its vector on disk
         directory = self._path.parent
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -194,7 +374,10 @@ class FaissIndex:
         except OSError as exc:
             raise BackendError(f"cannot save vector index to {directory}: {exc}") from exc
         try:
-            faiss.write_index(self._index, tmp)
+            if isinstance(self._layout, IvfPqLayout):
+                # Written before the index it describes; read only with an IVF-PQ index.
+                _write_json(self._meta_path, {"rerank": self._layout.rerank})
+            faiss.write_index(self._layout.index, tmp)
             _fsync_file(tmp)
             os.replace(tmp, self._path)
         except (OSError, RuntimeError) as exc:
@@ -205,16 +388,18 @@ class FaissIndex:
             raise
         _fsync_dir(directory)
 
-    def _load(self, path: Path) -> Any:
+    def _load(self, path: Path) -> Layout:
         try:
             index = faiss.read_index(str(path))
         except (RuntimeError, MemoryError, OSError) as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise BackendError(f"cannot read vector index {path}: {reason}") from exc
-        flat = isinstance(index, faiss.IndexIDMap2) and isinstance(
-            faiss.downcast_index(index.index), faiss.IndexFlat
-        )
-        if not (flat or isinstance(index, faiss.IndexIVFFlat)):
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
+        ours = (
+            isinstance(index, faiss.IndexIDMap)
+            and isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat)
+        ) or isinstance(index, faiss.IndexIVFPQ | faiss.IndexIVFFlat)
+        if not ours:
             raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise BackendError(f"vector index {path} does not use inner product")
@@ -223,109 +408,54 @@ class FaissIndex:
                 f"vector index {path} has dimension {index.d}, the space {self.space.key} "
                 f"has {self.space.dim}"
             )
-        return index
-
-    # -- building --------------------------------------------------------------------------
-
-    @property
-    def _is_ivf(self) -> bool:
-        return isinstance(self._index, faiss.IndexIVF)
-
-    def _new_flat(self) -> Any:
-        # FAISS ids are int64; face ids are catalog rowids, so the id map carries them as-is.
-        # IDMap2 (not IDMap) can reconstruct vectors, which the switch to IVF needs.
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.space.dim))
-
-    def _flat_contents(self) -> tuple[Ids, Vectors]:
-        inner = faiss.downcast_index(self._index.index)
-        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
-        return ids, inner.reconstruct_n(0, inner.ntotal)
-
-    def _ivf_contents(self, vectors: bool) -> tuple[Ids, Vectors]:
-        # IVF keeps ids (and, being IVFFlat, raw float32 vectors) inside its inverted lists;
-        # one pass over the lists reads them (~15 ms for the ids of 1e6 vectors).
-        lists, d = self._index.invlists, self.space.dim
-        id_parts = [np.zeros(0, dtype=np.int64)]
-        vector_parts = [np.zeros((0, d), dtype=np.float32)]
-        for list_no in range(self._index.nlist):
-            size = lists.list_size(list_no)
-            if not size:
-                continue
-            ptr = lists.get_ids(list_no)
-            id_parts.append(faiss.rev_swig_ptr(ptr, size).copy())
-            lists.release_ids(list_no, ptr)
-            if vectors:
-                ptr = lists.get_codes(list_no)
-                codes = faiss.rev_swig_ptr(ptr, size * lists.code_size).copy()
-                vector_parts.append(codes.view(np.float32).reshape(size, d))
-                lists.release_codes(list_no, ptr)
-        return np.concatenate(id_parts).astype(np.int64, copy=False), np.concatenate(vector_parts)
-
-    def _new_ivf(self, ids: Ids, vectors: Vectors) -> Any:
-        d = self.space.dim
-        nlist = choose_nlist(len(ids))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(_SEED)
-        n_train = min(len(ids), _MAX_TRAIN_PER_LIST * nlist)
-        sample = np.sort(rng.choice(len(ids), size=n_train, replace=False))
-        index.train(np.ascontiguousarray(vectors[sample]))
-        index.add_with_ids(vectors, ids)
-        index.nprobe = tune_nprobe(index, ids, vectors, self.target_recall)
-        return index
+        if isinstance(index, faiss.IndexIDMap2) and isinstance(inner, faiss.IndexFlat):
+            return FlatLayout(self.space.dim, index)
+        if isinstance(index, faiss.IndexIDMap) and isinstance(inner, faiss.IndexHNSWFlat):
+            return HnswLayout(self.space.dim, index)
+        if isinstance(index, faiss.IndexIVFPQ):
+            meta = _read_json(self._meta_path)
+            return IvfPqLayout(index, self._vector_file(), int(meta.get("rerank", 10)))
+        if isinstance(index, faiss.IndexIVFFlat):
+            # Written by countenance 0.1 (flat, then IVF-Flat): its lists hold the vectors.
+            ids, vectors = _ivf_flat_contents(index)
+            log.info("vector index %s is IVF-Flat; moving it to the current layouts", path)
+            self._layout = FlatLayout(self.space.dim)
+            self._build(self.forced or self._choose(len(ids)), Gallery(ids, vectors))
+            return self._layout
+        raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
 
 
-def choose_nlist(n: int) -> int:
-    """IVF lists for ``n`` vectors: ~4*sqrt(n) as a power of two, >= 39 training points each.
+def _ivf_flat_contents(index: Any) -> tuple[Ids, Vectors]:
+    lists, d = index.invlists, index.d
+    id_parts = [np.zeros(0, dtype=np.int64)]
+    vector_parts = [np.zeros((0, d), dtype=np.float32)]
+    for list_no in range(index.nlist):
+        size = lists.list_size(list_no)
+        if not size:
+            continue
+        ptr = lists.get_ids(list_no)
+        id_parts.append(faiss.rev_swig_ptr(ptr, size).copy())
+        lists.release_ids(list_no, ptr)
+        ptr = lists.get_codes(list_no)
+        codes = faiss.rev_swig_ptr(ptr, size * lists.code_size).copy()
+        vector_parts.append(codes.view(np.float32).reshape(size, d))
+        lists.release_codes(list_no, ptr)
+    return np.concatenate(id_parts).astype(np.int64, copy=False), np.concatenate(vector_parts)
 
-    Example: ``choose_nlist(1_000_000) == 4096``; ``choose_nlist(2_000) == 32``.
-    """
-    if n < 2 * _MIN_TRAIN_PER_LIST:
-        return 1
-    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
-    while nlist > 1 and nlist * _MIN_TRAIN_PER_LIST > n:
-        nlist //= 2
-    return int(nlist)
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(value))
+    _fsync_file(str(tmp))
+    os.replace(tmp, path)
 
 
-def tune_nprobe(index: Any, ids: Ids, vectors: Vectors, target_recall: float) -> int:
-    """The smallest power-of-two nprobe whose recall@10 reaches ``target_recall``.
-
-    Queries are up to 200 gallery vectors (seeded); truth is exact search over ``vectors``.
-    Each query's own id is left out of both sides: it is always found, and would flatter
-    the recall of the neighbours that matter. Stops at ``nlist`` (exhaustive). Leaves
-    ``index.nprobe`` as it was.
-    Example: ``index.nprobe = tune_nprobe(index, ids, vectors, 0.99)``.
-    """
-    nlist = int(index.nlist)
-    k = min(_CALIBRATION_K, len(ids) - 1)
-    if nlist == 1 or k < 1:
-        return 1
-    rng = np.random.default_rng(_SEED + 1)
-    rows = rng.choice(len(ids), size=min(_CALIBRATION_QUERIES, len(ids)), replace=False)
-    queries = np.ascontiguousarray(vectors[rows])
-    own = ids[rows]
-    _, truth_rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    truth = [_others(ids[found], me, k) for found, me in zip(truth_rows, own, strict=True)]
-    before, nprobe = index.nprobe, 1
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        while True:
-            index.nprobe = nprobe
-            _, found_ids = index.search(queries, k + 1)
-            hits = sum(
-                len(want & _others(found, me, k))
-                for want, found, me in zip(truth, found_ids, own, strict=True)
-            )
-            if hits / (k * len(truth)) >= target_recall or nprobe >= nlist:
-                return nprobe
-            nprobe = min(2 * nprobe, nlist)
-    finally:
-        index.nprobe = before
-
-
-def _others(found: Ids, me: int, k: int) -> set[int]:
-    """The first ``k`` ids of one result row, other than the query's own id and empty slots."""
-    return set([int(i) for i in found if i != me and i != EMPTY_ID][:k])
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _fsync_file(path: str) -> None:

@@ -1,0 +1,403 @@
+"""The three shapes a FAISS gallery takes as it grows: flat, HNSW and IVF-PQ.
+
+:class:`~countenance.index.faiss.FaissIndex` decides which one to use and when to move; each
+layout here holds the vectors one way and answers ``add`` / ``remove`` / ``search`` over
+int64 face ids, always with exact cosine similarities in its results:
+
+- :class:`FlatLayout`: ``IndexIDMap2(IndexFlatIP)``; exact, 4·d bytes per face.
+- :class:`HnswLayout`: ``IndexIDMap(IndexHNSWFlat)``; a graph, ~4·d + 8·M bytes per face.
+  HNSW cannot delete, so a removed face's slot gets id -1 (a tombstone) and every search
+  filters -1 out with a selector: removal is visible to the very next search. Tombstones
+  are reclaimed by rebuilding (compaction) once they are a quarter of the graph.
+- :class:`IvfPqLayout`: ``IndexIVFPQ`` codes (d/4 bytes per face, plus its 8-byte id) in RAM,
+  the float vectors in a memory-mapped :class:`~countenance.index.vectorfile.VectorFile`;
+  each search takes ``rerank`` candidates per result from the codes and re-ranks them by
+  their float vectors, so the similarities it returns are exact.
+
+Search breadth (efSearch, nprobe) is not fixed: :func:`tune` sets it to the smallest value
+whose recall@10 against exact search reaches the target, on gallery vectors as queries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import faiss
+import numpy as np
+
+from countenance.index import EMPTY_ID, EMPTY_SIM
+from countenance.index.vectorfile import VectorFile
+from countenance.ports import Ids, Vectors
+
+# k-means wants at least this many training points per list (FAISS warns below it), and
+# gains little from more than _TRAIN_PER_LIST: k-means cost grows with the sample.
+_MIN_TRAIN_PER_LIST = 39
+_TRAIN_PER_LIST = 64
+_KMEANS_ITERATIONS = 10
+# Tuning: this many gallery vectors as queries, for recall of this many neighbours.
+_CALIBRATION_QUERIES = 200
+_CALIBRATION_K = 10
+_SEED = 20240601  # the same gallery always yields the same lists, codes and parameters
+_EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+_BATCH = 1 << 16  # vectors per add call while building, to bound temporary memory
+_READ_CHUNK = 1 << 18  # vectors per chunk when reading contents out
+
+
+def choose_nlist(n: int) -> int:
+    """IVF lists for ``n`` vectors: ~4*sqrt(n) as a power of two, >= 39 training points each.
+
+    Example: ``choose_nlist(1_000_000) == 4096``; ``choose_nlist(2_000) == 32``.
+    """
+    if n < 2 * _MIN_TRAIN_PER_LIST:
+        return 1
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    while nlist > 1 and nlist * _MIN_TRAIN_PER_LIST > n:
+        nlist //= 2
+    return int(nlist)
+
+
+def pq_shape(n: int, dim: int) -> tuple[int, int]:
+    """``(m, nbits)`` of the product quantizer: 4-d sub-vectors (at most 64 of them), 8 bits
+    each once there are enough vectors to train 256 centroids, fewer bits below that.
+
+    Example: ``pq_shape(10**7, 128) == (32, 8)``: 32 bytes of code per face.
+    """
+    m = min(64, max(1, dim // 4))
+    while dim % m:
+        m -= 1
+    nbits = 8
+    while nbits > 1 and (1 << nbits) * _MIN_TRAIN_PER_LIST > n:
+        nbits -= 1
+    return m, nbits
+
+
+# -- tuning --------------------------------------------------------------------------------------
+
+
+class Gallery:
+    """Ids and their vectors, from an array (in RAM or memory-mapped) or a VectorFile, read
+    in chunks so that a gallery larger than RAM can be indexed."""
+
+    def __init__(self, ids: Ids, vectors: Vectors | VectorFile) -> None:
+        self.ids = ids
+        self.vectors = vectors
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, rows: Ids) -> Vectors:
+        """The vectors at positions ``rows`` (sorted positions read fastest)."""
+        if isinstance(self.vectors, VectorFile):
+            return self.vectors.read(self.ids[rows])
+        return np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
+
+    def chunks(self) -> Iterator[tuple[Ids, Vectors]]:
+        for start in range(0, len(self.ids), _READ_CHUNK):
+            stop = min(start + _READ_CHUNK, len(self.ids))
+            yield self.ids[start:stop], self.take(np.arange(start, stop))
+
+    def sample(self, size: int, seed: int) -> Vectors:
+        """A seeded sample of ``size`` vectors (all of them when there are fewer)."""
+        size = min(size, len(self.ids))
+        rows = np.sort(np.random.default_rng(seed).choice(len(self.ids), size=size, replace=False))
+        return self.take(rows)
+
+
+class Calibration:
+    """Gallery vectors as queries and their exact neighbours (their own id left out)."""
+
+    def __init__(self, gallery: Gallery) -> None:
+        rng = np.random.default_rng(_SEED + 1)
+        n = len(gallery)
+        rows = np.sort(rng.choice(n, size=min(_CALIBRATION_QUERIES, n), replace=False))
+        self.k = min(_CALIBRATION_K, n - 1)
+        self.queries = gallery.take(rows)
+        self.own = gallery.ids[rows]
+        self.truth: list[set[int]] = []
+        if self.k >= 1:
+            heap = faiss.ResultHeap(len(rows), self.k + 1, keep_max=True)
+            for ids, block in gallery.chunks():
+                sims, at = faiss.knn(
+                    self.queries, block, min(self.k + 1, len(block)), faiss.METRIC_INNER_PRODUCT
+                )
+                heap.add_result(sims, ids[at])
+            heap.finalize()
+            self.truth = [
+                _others(row, me, self.k) for row, me in zip(heap.I, self.own, strict=True)
+            ]
+
+    def recall(self, search: Callable[[Vectors, int], Ids]) -> float:
+        """recall@k of ``search`` (queries, k) -> ids against the exact neighbours."""
+        found = search(self.queries, self.k + 1)
+        hits = sum(
+            len(want & _others(row, me, self.k))
+            for want, row, me in zip(self.truth, found, self.own, strict=True)
+        )
+        return hits / (self.k * len(self.truth)) if self.truth else 1.0
+
+
+def tune(
+    values: Sequence[int],
+    apply: Callable[[int], None],
+    search: Callable[[Vectors, int], Ids],
+    calibration: Calibration,
+    target_recall: float,
+) -> int:
+    """Apply and return the smallest of ``values`` whose recall reaches ``target_recall``;
+    the largest when none does (the most the layout can give)."""
+    for value in values:
+        apply(value)
+        if calibration.recall(search) >= target_recall:
+            return value
+    return values[-1]
+
+
+def _others(found: Ids, me: int, k: int) -> set[int]:
+    """The first ``k`` ids of one result row, other than the query's own id and empty slots."""
+    return set([int(i) for i in found if i != me and i != EMPTY_ID][:k])
+
+
+# -- layouts -------------------------------------------------------------------------------------
+
+
+class FlatLayout:
+    """Exact inner-product search; every face's vector in RAM."""
+
+    name = "flat"
+
+    def __init__(self, dim: int, index: Any = None) -> None:
+        # IDMap2 (not IDMap) can reconstruct vectors, which moving to another layout needs.
+        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    @property
+    def kind(self) -> str:
+        return "flat"
+
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> Ids:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        self.remove(ids)  # FAISS would hold an id twice; the catalog never does
+        self.index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: Ids) -> int:
+        # IndexIDMap2 rebuilds its whole reverse map on every remove_ids, so skip the call
+        # when none of the ids is held (the common case for a plain add).
+        if not np.isin(ids, self.ids()).any():
+            return 0
+        return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        sims, ids = self.index.search(queries, k)
+        return sims, ids
+
+    def contents(self) -> Iterator[tuple[Ids, Vectors]]:
+        inner = faiss.downcast_index(self.index.index)
+        ids = self.ids()
+        for start in range(0, len(ids), _READ_CHUNK):
+            stop = min(start + _READ_CHUNK, len(ids))
+            yield ids[start:stop], inner.reconstruct_n(start, stop - start)
+
+    def tune(self, calibration: Calibration, target_recall: float) -> None:
+        pass  # exact
+
+    def ram_bytes(self) -> int:
+        return self.count() * (self.index.d * 4 + 8 + 32)  # vectors, ids, reverse map
+
+
+class HnswLayout:
+    """An HNSW graph over float vectors; removal by tombstone, reclaimed by compaction."""
+
+    M = 32
+    EF_CONSTRUCTION = 80
+
+    def __init__(self, dim: int, index: Any = None) -> None:
+        if index is None:
+            graph = faiss.IndexHNSWFlat(dim, self.M, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = self.EF_CONSTRUCTION
+            index = faiss.IndexIDMap(graph)
+        self.index = index
+        self._graph: Any = faiss.downcast_index(index.index)
+        self._dead = int((self._labels() == EMPTY_ID).sum())
+        self._max_id = int(self._labels().max()) if index.ntotal else -1
+        # Tombstones hold id -1; a selector of ids >= 0 keeps them out of every result.
+        self._live_ids = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)
+
+    @property
+    def kind(self) -> str:
+        return f"hnsw{self._graph.hnsw.nb_neighbors(1)}"
+
+    @property
+    def ef_search(self) -> int:
+        return int(self._graph.hnsw.efSearch)
+
+    @property
+    def tombstones(self) -> int:
+        return self._dead
+
+    def _labels(self) -> Ids:
+        # A view of the id map, not a copy: writing -1 into it is how a face is removed. It
+        # is fetched afresh each time, since an add may move the map's storage.
+        if self.index.ntotal == 0:
+            return np.zeros(0, dtype=np.int64)
+        return faiss.rev_swig_ptr(self.index.id_map.data(), self.index.id_map.size())
+
+    def count(self) -> int:
+        return int(self.index.ntotal) - self._dead
+
+    def ids(self) -> Ids:
+        labels = self._labels()
+        return labels[labels != EMPTY_ID].copy()
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        if ids.min() <= self._max_id:  # new faces have new, larger ids: skip the scan then
+            self.remove(ids)
+        for start in range(0, len(ids), _BATCH):
+            self.index.add_with_ids(vectors[start : start + _BATCH], ids[start : start + _BATCH])
+        self._max_id = max(self._max_id, int(ids.max()))
+
+    def remove(self, ids: Ids) -> int:
+        labels = self._labels()
+        hit = np.flatnonzero(np.isin(labels, ids))
+        labels[hit] = EMPTY_ID
+        self._dead += len(hit)
+        return len(hit)
+
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+        params.efSearch = max(self.ef_search, k)
+        if self._dead:
+            params.sel = self._live_ids
+        sims, ids = self.index.search(queries, k, params=params)
+        return sims, ids
+
+    def contents(self) -> Iterator[tuple[Ids, Vectors]]:
+        storage = faiss.downcast_index(self._graph.storage)
+        total = int(self.index.ntotal)
+        for start in range(0, total, _READ_CHUNK):
+            stop = min(start + _READ_CHUNK, total)
+            labels = self._labels()[start:stop].copy()
+            live = labels != EMPTY_ID
+            yield labels[live], storage.reconstruct_n(start, stop - start)[live]
+
+    def tune(self, calibration: Calibration, target_recall: float) -> None:
+        def apply(value: int) -> None:
+            self._graph.hnsw.efSearch = value
+
+        tune(_EF_SEARCH, apply, lambda q, k: self.search(q, k)[1], calibration, target_recall)
+
+    def ram_bytes(self) -> int:
+        per_face = self.index.d * 4 + 8 + 4 * (2 * self.M + 2) + 12  # vector, id, links
+        return int(self.index.ntotal) * per_face
+
+
+class IvfPqLayout:
+    """Product-quantised codes in inverted lists; float vectors on disk for re-ranking."""
+
+    RERANK = (10, 20, 40, 80)  # candidates re-ranked per result asked for, tried in turn
+    MIN_POOL = 100
+
+    def __init__(self, index: Any, vectors: VectorFile, rerank: int = RERANK[0]) -> None:
+        self.index = index
+        self.vectors = vectors
+        self.rerank = rerank
+        self._max_id = int(self.ids().max()) if index.ntotal else -1
+
+    @classmethod
+    def train(cls, dim: int, gallery: Gallery, vectors: VectorFile) -> IvfPqLayout:
+        """An empty IVF-PQ index for ``gallery``'s size, trained on a sample of it."""
+        n = len(gallery)
+        nlist = choose_nlist(n)
+        sample = gallery.sample(max(_TRAIN_PER_LIST * nlist, 256 * _MIN_TRAIN_PER_LIST), _SEED)
+        m, nbits = pq_shape(n, dim)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = _KMEANS_ITERATIONS
+        index.cp.seed = _SEED
+        index.pq.cp.niter = _KMEANS_ITERATIONS
+        index.pq.cp.seed = _SEED
+        index.train(sample)  # faiss's wrapper keeps ``quantizer`` alive with ``index``
+        return cls(index, vectors)
+
+    @property
+    def kind(self) -> str:
+        return f"ivf{self.index.nlist},pq{self.index.pq.M}x{self.index.pq.nbits}"
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.index.nprobe)
+
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> Ids:
+        lists = self.index.invlists
+        parts = [np.zeros(0, dtype=np.int64)]
+        for list_no in range(self.index.nlist):
+            size = lists.list_size(list_no)
+            if size:
+                ptr = lists.get_ids(list_no)
+                parts.append(faiss.rev_swig_ptr(ptr, size).copy())
+                lists.release_ids(list_no, ptr)
+        return np.concatenate(parts).astype(np.int64, copy=False)
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        if ids.min() <= self._max_id:
+            self.remove(ids)
+        self.vectors.write(ids, vectors)  # before the codes: a held id always has its vector
+        self.add_codes(ids, vectors)
+
+    def add_codes(self, ids: Ids, vectors: Vectors) -> None:
+        """Add codes for ids whose float vectors are already in the vector file."""
+        for start in range(0, len(ids), _BATCH):
+            self.index.add_with_ids(vectors[start : start + _BATCH], ids[start : start + _BATCH])
+        if len(ids):
+            self._max_id = max(self._max_id, int(ids.max()))
+
+    def remove(self, ids: Ids) -> int:
+        removed = int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
+        if removed:
+            self.vectors.wipe(ids)
+        return removed
+
+    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+        pool = min(max(k * self.rerank, self.MIN_POOL), self.count())
+        _, candidates = self.index.search(queries, pool)
+        sims = np.full((len(queries), k), EMPTY_SIM, dtype=np.float32)
+        ids = np.full((len(queries), k), EMPTY_ID, dtype=np.int64)
+        for row, (query, found) in enumerate(zip(queries, candidates, strict=True)):
+            found = np.sort(found[found != EMPTY_ID])  # sorted reads suit the memory map
+            exact = self.vectors.read(found) @ query
+            best = np.argsort(-exact, kind="stable")[:k]
+            sims[row, : len(best)] = exact[best]
+            ids[row, : len(best)] = found[best]
+        return sims, ids
+
+    def contents(self) -> Iterator[tuple[Ids, Vectors]]:
+        ids = np.sort(self.ids())
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start : start + _READ_CHUNK]
+            yield chunk, self.vectors.read(chunk)
+
+    def tune(self, calibration: Calibration, target_recall: float) -> None:
+        nlist = int(self.index.nlist)
+        probes = sorted({min(2**i, nlist) for i in range(int(math.log2(nlist)) + 2)})
+
+        def apply(value: int) -> None:
+            self.index.nprobe = value
+
+        # Codes cap recall however many lists are probed; a longer short list lifts the cap.
+        for rerank in self.RERANK:
+            self.rerank = rerank
+            tune(probes, apply, lambda q, k: self.search(q, k)[1], calibration, target_recall)
+            if calibration.recall(lambda q, k: self.search(q, k)[1]) >= target_recall:
+                return
+
+    def ram_bytes(self) -> int:
+        codes = int(self.index.ntotal) * (int(self.index.code_size) + 8)
+        return codes + int(self.index.nlist) * int(self.index.d) * 4

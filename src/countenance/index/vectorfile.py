@@ -1,0 +1,125 @@
+"""Float32 vectors on disk, one row per face id, read through a memory map.
+
+IVF-PQ keeps only short codes in RAM; to give exact similarities it re-ranks its short list
+with the float vectors, which live here. Face ids are catalog row ids, dense and growing, so
+the row of id ``i`` is simply at byte ``i * dim * 4``: no id map to hold in RAM, one seek per
+vector. Rows of ids never written read as zeros (the file is sparse: unwritten rows take no
+disk on filesystems with holes). A removed id's row is overwritten with zeros, so an erased
+face's vector does not outlive it here.
+
+The file is written with ``pwrite`` and read through a read-only map that is reopened when
+the file grows; the page cache, not the process, holds what is read.
+
+Example::
+
+    store = VectorFile(Path("data/index/space.vectors"), dim=128)
+    store.write(np.array([7, 9]), vectors)          # float32[2, 128]
+    store.read(np.array([9, 7, 3]))                 # rows 9 and 7, then zeros for 3
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from countenance.errors import BackendError
+from countenance.ports import Ids, Vectors
+
+# Writes go out in slices of this many rows, so a large write never builds one huge buffer.
+_WRITE_ROWS = 1 << 16
+
+
+class VectorFile:
+    """Rows of float32[dim] addressed by non-negative int64 id, in one file."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self._row = dim * 4
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise BackendError(f"cannot open vector file {self.path}: {exc}") from exc
+        self._map: np.memmap[Any, Any] | None = None
+        self._mapped_rows = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows the file spans (the largest id written, plus one)."""
+        return os.fstat(self._fd).st_size // self._row
+
+    def write(self, ids: Ids, vectors: Vectors) -> None:
+        """Store ``vectors[i]`` as the row of ``ids[i]``, growing the file as needed."""
+        if len(ids) == 0:
+            return
+        order = np.argsort(ids, kind="stable")  # ascending offsets: sequential where ids are
+        ids, vectors = ids[order], np.ascontiguousarray(vectors[order], dtype=np.float32)
+        try:
+            end = (int(ids[-1]) + 1) * self._row
+            if end > os.fstat(self._fd).st_size:
+                os.ftruncate(self._fd, end)
+            for start in range(0, len(ids), _WRITE_ROWS):
+                self._write_runs(
+                    ids[start : start + _WRITE_ROWS], vectors[start : start + _WRITE_ROWS]
+                )
+        except OSError as exc:
+            raise BackendError(f"cannot write vector file {self.path}: {exc}") from exc
+
+    def _write_runs(self, ids: Ids, vectors: Vectors) -> None:
+        # Consecutive ids (the usual case: a batch of new faces) go out in one pwrite per run.
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        for run_ids, run_vectors in zip(
+            np.split(ids, breaks), np.split(vectors, breaks), strict=True
+        ):
+            os.pwrite(self._fd, run_vectors.tobytes(), int(run_ids[0]) * self._row)
+
+    def wipe(self, ids: Ids) -> None:
+        """Overwrite the rows of ``ids`` with zeros (ids past the end are already zeros)."""
+        held = ids[(ids >= 0) & (ids < self.rows)]
+        if len(held):
+            self.write(held, np.zeros((len(held), self.dim), dtype=np.float32))
+
+    def read(self, ids: Ids) -> Vectors:
+        """The rows of ``ids`` as float32[len(ids), dim]; zeros for ids never written."""
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        if len(ids) == 0:
+            return out
+        rows = self.rows
+        if self._map is None or self._mapped_rows != rows:
+            self._remap(rows)
+        inside = (ids >= 0) & (ids < rows)
+        if self._map is not None and inside.any():
+            out[inside] = self._map[ids[inside]]
+        return out
+
+    def _remap(self, rows: int) -> None:
+        self._map = None
+        self._mapped_rows = rows
+        if rows:
+            self._map = np.memmap(self.path, dtype=np.float32, mode="r", shape=(rows, self.dim))
+
+    def truncate(self) -> None:
+        """Drop every row."""
+        self._map, self._mapped_rows = None, 0
+        os.ftruncate(self._fd, 0)
+
+    def flush(self) -> None:
+        """Make every write so far durable."""
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise BackendError(f"cannot flush vector file {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:  # an index dropped without close() must not leak its fd
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
