@@ -1,24 +1,29 @@
-"""Search speed, memory and recall of FAISS index kinds against exact search, in one run.
+"""Search speed, memory and recall of countenance's FAISS layouts against exact search, in one run.
 
     python benchmarks/search.py --n 100000 1000000 --dim 128 --index exact faiss-hnsw --json
 
 Galleries are synthetic but shaped like real faces: drawn from a model fitted to descriptors of
 real photos (``--faces``, see ``benchmarks/_descriptors.py``), identities of 4-8 faces each.
 Queries (``--queries``) are half new faces of enrolled identities, half faces of identities
-never enrolled; a separate calibration set of the same mix tunes each approximate index
-(efSearch, nprobe: the smallest that reaches ``--target-recall`` recall@10 against exact).
+never enrolled.
 
-Per index kind and gallery size, one JSON row: p50/p99 single-query latency (top 10, one query
-per call, one thread), recall@10 against exact, lead recall (of the exact top-100 above the
-weak band's edge, the share the index's top 100 holds), bytes per face (the serialised index),
-build time (all threads) and speed-up over ``exact`` at p50. IVF-PQ re-ranks ``--rerank``
-candidates per 10 results asked for by their float vectors; its ``bytes_per_face`` counts
-codes, ids and centroids (true when those vectors are memory-mapped from disk) and
-``bytes_per_face_with_rerank`` adds the vectors held in RAM. ``exact`` is faiss IndexFlatIP as
-faiss ships it (BLAS only when queries x dim >= 128,000); ``exact-blas`` is the same index with
-that threshold at 0. ``batch_ms_per_query`` is all queries in one call on one thread, the case
-the threshold decides.
-Kinds that would not fit ``--ram-gb`` are skipped with a row saying what they need.
+Each kind is countenance's own :class:`~countenance.index.faiss.FaissIndex` with its layout
+forced, built by ``rebuild`` exactly as ``countenance reindex`` builds it, and tuned by it
+(efSearch, nprobe, re-ranking depth: the smallest reaching ``--target-recall`` recall@10 on
+gallery vectors as queries): ``exact`` is the flat layout (faiss ``IndexFlatIP`` as faiss ships
+it: BLAS only when queries x dim >= 128,000), ``exact-blas`` the same with that threshold at 0,
+``faiss-hnsw`` the HNSW layout, ``faiss-ivfpq`` IVF-PQ re-ranked from its memory-mapped vectors.
+
+Per kind and gallery size, one JSON row: p50/p99 single-query latency (top 10, one query per
+call, one thread, through ``FaissIndex.search``), recall@10 against exact, lead recall (of the
+exact top 10 with similarity at or above the weak band's edge, the share the index's top 10
+holds: what a user of ``search --top 10`` loses) and ``lead_recall_at_100`` (the same for top
+100), bytes per face in RAM (the serialised index: IVF-PQ's vectors are memory-mapped, not
+counted; ``bytes_per_face_on_disk`` counts them), build time including tuning (all threads)
+and speed-up over ``exact`` at p50. ``batch_ms_per_query`` is all queries in one call on one
+thread, the case faiss's BLAS threshold decides.
+Kinds that would not fit ``--ram-gb`` are skipped with a row saying what they need; a gallery
+that does not fit in RAM is generated straight into IVF-PQ's vector file on disk.
 """
 
 from __future__ import annotations
@@ -27,12 +32,11 @@ import argparse
 import contextlib
 import gc
 import json
-import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,62 +56,37 @@ from _descriptors import (
     real_descriptors,
 )
 
-from countenance.index.faiss import choose_nlist
+from countenance.index.faiss import FaissIndex
+from countenance.index.faiss_layouts import HnswLayout, choose_nlist, pq_shape
+from countenance.index.vectorfile import VectorFile
 from countenance.scoring import bands_for
+from countenance.types import EmbeddingSpace
 from countenance.vision.dlib_models import dlib_space
 
-KINDS = ("exact", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq")
-EF_SEARCH = (16, 32, 64, 128, 256, 512)
-LEAD_POOL = 100  # leads are sought among the exact top 100
+KINDS = ("exact", "faiss-hnsw", "faiss-ivfpq")
+LAYOUT = {"exact": "flat", "faiss-hnsw": "hnsw", "faiss-ivfpq": "ivfpq"}
+LEAD_POOL = 100
 TOP = 10
 GIB = 1 << 30
-# IVF k-means learns from at most this many vectors per list, as countenance.index.faiss does.
-TRAIN_PER_LIST = 256
 
 Ids = npt.NDArray[np.int64]
-
-
-@dataclass
-class Built:
-    """An index ready to search, with what it took to build and how it was tuned."""
-
-    kind: str
-    index: Any
-    build_s: float
-    params: dict[str, Any] = field(default_factory=dict)
-    rerank_from: Matrix | None = None  # float vectors of the gallery, for IVF-PQ re-ranking
-    rerank_pool: int = 0
-
-    def search(self, queries: Matrix, k: int) -> Ids:
-        """Ids of the top ``k`` per query (-1 where fewer were found)."""
-        if self.rerank_from is None:
-            return self.index.search(queries, k)[1]
-        # The pool grows with k: rerank_pool candidates for each TOP results asked for.
-        _, pool = self.index.search(queries, max(k, self.rerank_pool * k // TOP))
-        found = np.full((len(queries), k), -1, dtype=np.int64)
-        for row, (query, ids) in enumerate(zip(queries, pool, strict=True)):
-            ids = np.sort(ids[ids >= 0])  # sorted reads are kinder to memory-mapped vectors
-            sims = np.asarray(self.rerank_from[ids]) @ query
-            best = ids[np.argsort(-sims, kind="stable")[:k]]
-            found[row, : len(best)] = best
-        return found
 
 
 # -- memory --------------------------------------------------------------------------------------
 
 
-def index_bytes(kind: str, n: int, dim: int, hnsw_m: int, pq_m: int) -> int:
+def index_bytes(kind: str, n: int, dim: int) -> int:
     """What ``kind`` holds in RAM for ``n`` vectors while it is built, roughly."""
     flat = n * dim * 4
-    nlist = choose_nlist(n)
-    train = min(n, TRAIN_PER_LIST * nlist) * dim * 4
     if kind == "exact":
-        return flat
+        return flat + n * 48  # ids and IDMap2's reverse map
     if kind == "faiss-hnsw":  # 2M links at level 0, ~M/(M-1) more above, offsets and levels
-        return flat + n * (4 * (2 * hnsw_m + 2) + 12)
-    if kind == "faiss-ivf":
-        return flat + n * 8 + nlist * dim * 4 + train
-    return n * (pq_m + 8) + nlist * dim * 4 + train
+        return flat + n * (4 * (2 * HnswLayout.M + 2) + 20)
+    nlist = choose_nlist(n)
+    m, nbits = pq_shape(n, dim)
+    train = max(64 * nlist, 9984) * dim * 4
+    # codes and ids, centroids, the k-means sample, and one chunk of vectors being added
+    return n * (m * nbits // 8 + 8) + nlist * dim * 4 + train + (1 << 18) * dim * 4
 
 
 def serialised_bytes(index: Any) -> int:
@@ -171,128 +150,35 @@ def recall_at(found: Ids, truth: Ids, k: int) -> float:
     return hits / (k * len(truth))
 
 
-def lead_recall(found: Ids, truth_sims: Matrix, truth: Ids, min_similarity: float) -> float | None:
-    """Of the exact top-100 with similarity >= ``min_similarity``, the share in ``found``."""
+def lead_recall(
+    found: Ids, truth_sims: Matrix, truth: Ids, min_similarity: float, k: int
+) -> float | None:
+    """Of the exact top ``k`` with similarity >= ``min_similarity``, the share ``found``'s top
+    ``k`` holds."""
     wanted = held = 0
     for f, sims, ids in zip(found, truth_sims, truth, strict=True):
-        leads = set(ids[sims >= min_similarity].tolist())
+        leads = set(ids[:k][sims[:k] >= min_similarity].tolist())
         wanted += len(leads)
-        held += len(leads & set(f.tolist()))
+        held += len(leads & set(f[:k].tolist()))
     return held / wanted if wanted else None
-
-
-# -- building ------------------------------------------------------------------------------------
-
-
-def add_in_chunks(index: Any, gallery: Matrix) -> None:
-    for start in range(0, len(gallery), CHUNK):
-        index.add(np.ascontiguousarray(gallery[start : start + CHUNK]))
-
-
-def train_sample(gallery: Matrix, nlist: int, seed: int) -> Matrix:
-    size = min(len(gallery), TRAIN_PER_LIST * nlist)
-    rows = np.sort(np.random.default_rng(seed).choice(len(gallery), size=size, replace=False))
-    return np.ascontiguousarray(gallery[rows])
-
-
-def build(kind: str, gallery: Matrix, args: argparse.Namespace, pq_m: int) -> Built:
-    """Build ``kind`` over ``gallery`` with every thread; tuning comes later."""
-    dim = gallery.shape[1]
-    ip = faiss.METRIC_INNER_PRODUCT
-    started = time.perf_counter()
-    params: dict[str, Any] = {}
-    if kind == "exact":
-        index: Any = faiss.IndexFlatIP(dim)
-    elif kind == "faiss-hnsw":
-        index = faiss.IndexHNSWFlat(dim, args.hnsw_m, ip)
-        params = {"M": args.hnsw_m, "efConstruction": int(index.hnsw.efConstruction)}
-    else:
-        nlist = choose_nlist(len(gallery))
-        quantizer = faiss.IndexFlatIP(dim)
-        if kind == "faiss-ivf":
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, ip)
-            params = {"nlist": nlist}
-        else:
-            index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, ip)
-            params = {"nlist": nlist, "pq_m": pq_m, "pq_bits": 8, "rerank": args.rerank}
-        # faiss's Python wrapper keeps ``quantizer`` alive as long as ``index``.
-        index.train(train_sample(gallery, nlist, args.seed))
-    add_in_chunks(index, gallery)
-    built = Built(kind, index, time.perf_counter() - started, params)
-    if kind == "faiss-ivfpq":
-        built.rerank_from, built.rerank_pool = gallery, args.rerank
-    return built
-
-
-def tune(
-    built: Built,
-    values: Sequence[int],
-    apply: Callable[[int], None],
-    name: str,
-    queries: Matrix,
-    truth: Ids,
-    target: float,
-) -> None:
-    """Set ``name`` to the smallest of ``values`` whose recall@10 on the calibration queries
-    reaches ``target``; where none does (IVF-PQ's codes can cap recall), the smallest within
-    half a point of the best, since larger ones cost time for no recall. Records the choice
-    in ``built.params``."""
-    recalls: list[float] = []
-    for value in values:
-        apply(value)
-        recalls.append(recall_at(built.search(queries, TOP), truth, TOP))
-        if recalls[-1] >= target:
-            break
-    reached = recalls[-1] >= target
-    pick = (
-        len(recalls) - 1
-        if reached
-        else next(i for i, r in enumerate(recalls) if r >= max(recalls) - 0.005)
-    )
-    apply(values[pick])
-    built.params.update(
-        {
-            name: values[pick],
-            "calibration_recall_at_10": round(recalls[pick], 4),
-            "target_reached": reached,
-        }
-    )
-
-
-def tune_built(built: Built, queries: Matrix, truth: Ids, target: float) -> None:
-    index = built.index
-    if built.kind == "faiss-hnsw":
-
-        def set_ef(value: int) -> None:
-            index.hnsw.efSearch = value
-
-        tune(built, EF_SEARCH, set_ef, "efSearch", queries, truth, target)
-    elif built.kind in ("faiss-ivf", "faiss-ivfpq"):
-        nlist = int(index.nlist)
-        probes = [min(2**i, nlist) for i in range(int(math.log2(nlist)) + 2)]
-
-        def set_nprobe(value: int) -> None:
-            index.nprobe = value
-
-        tune(built, sorted(set(probes)), set_nprobe, "nprobe", queries, truth, target)
 
 
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def measure(built: Built, queries: Matrix) -> dict[str, Any]:
+def measure(index: FaissIndex, queries: Matrix) -> dict[str, Any]:
     """Single-query latencies (top 10, one thread), their results, and batch time per query."""
     with threads(1):
         for query in queries[:10]:  # warm caches and lazily built tables
-            built.search(query[None, :], TOP)
+            index.search(query[None, :], TOP)
         found = np.empty((len(queries), TOP), dtype=np.int64)
         times = np.empty(len(queries))
         for i in range(len(queries)):
             started = time.perf_counter()
-            found[i] = built.search(queries[i : i + 1], TOP)[0]
+            found[i] = index.search(queries[i : i + 1], TOP)[1][0]
             times[i] = time.perf_counter() - started
         started = time.perf_counter()
-        built.search(queries, TOP)
+        index.search(queries, TOP)
         batch = (time.perf_counter() - started) / len(queries)
     return {
         "found": found,
@@ -310,25 +196,32 @@ class Case:
     dim: int
     gallery: Matrix
     placement: str  # "ram" or "mmap"
+    directory: Path  # where the indexes keep their files (the mmap gallery is IVF-PQ's)
     queries: Matrix
     truth_sims: Matrix
     truth: Ids
-    calibration: Matrix
-    calibration_truth: Ids
     lead_min_similarity: float
     dim_note: str | None
     exact_p50_ms: float | None = None
 
 
-def row_for(case: Case, built: Built, name: str, timing: dict[str, Any]) -> dict[str, Any]:
+def row_for(
+    case: Case, index: FaissIndex, name: str, timing: dict[str, Any], build_s: float
+) -> dict[str, Any]:
     """The JSON row of one index kind (``name`` tells exact from exact-blas)."""
-    pool = built.search(case.queries, LEAD_POOL)
-    size = serialised_bytes(built.index)
-    per_face = size / case.n
-    with_rerank = per_face + 4 * case.dim if built.rerank_from is not None else None
+    pool = index.search(case.queries, LEAD_POOL)[1]
+    per_face = serialised_bytes(index._layout.index) / case.n
+    on_disk = per_face + 4 * case.dim if index.layout == "ivfpq" else None
     p50 = timing["p50_ms"]
     speedup = None if case.exact_p50_ms is None else case.exact_p50_ms / p50
-    leads = [int((s >= case.lead_min_similarity).sum()) for s in case.truth_sims]
+    edge = case.lead_min_similarity
+    leads = [int((s[:TOP] >= edge).sum()) for s in case.truth_sims]
+    params: dict[str, Any] = {"kind": index.kind, "target_recall": index.target_recall}
+    if index.ef_search is not None:
+        params["efSearch"] = index.ef_search
+    if index.nprobe is not None:
+        params["nprobe"] = index.nprobe
+        params["rerank_per_result"] = index._layout.rerank  # type: ignore[union-attr]
     row: dict[str, Any] = {
         "index": name,
         "n": case.n,
@@ -337,23 +230,22 @@ def row_for(case: Case, built: Built, name: str, timing: dict[str, Any]) -> dict
         "p99_ms": round(timing["p99_ms"], 4),
         "recall_at_10": round(recall_at(timing["found"], case.truth, TOP), 4),
         "lead_recall": _rounded(
-            lead_recall(pool, case.truth_sims, case.truth, case.lead_min_similarity)
+            lead_recall(timing["found"], case.truth_sims, case.truth, edge, TOP)
+        ),
+        "lead_recall_at_100": _rounded(
+            lead_recall(pool, case.truth_sims, case.truth, edge, LEAD_POOL)
         ),
         "bytes_per_face": round(per_face, 1),
-        "bytes_per_face_with_rerank": _rounded(with_rerank, 1),
-        "build_s": round(built.build_s, 3),
+        "bytes_per_face_on_disk": _rounded(on_disk, 1),
+        "build_s": round(build_s, 3),
         "speedup_vs_exact": _rounded(speedup, 2),
         "batch_ms_per_query": round(timing["batch_ms_per_query"], 4),
-        "params": {k: v for k, v in built.params.items() if not k.startswith("_")},
-        "leads_per_query": round(float(np.mean(leads)), 1),
-        "lead_min_similarity": round(case.lead_min_similarity, 4),
+        "params": params,
+        "leads_per_query": round(float(np.mean(leads)), 2),
+        "lead_min_similarity": round(edge, 4),
         "queries": len(case.queries),
         "gallery": case.placement,
     }
-    if built.rerank_from is not None:
-        # bytes_per_face counts codes, ids and centroids: true when the vectors it re-ranks
-        # from are memory-mapped from disk; bytes_per_face_with_rerank holds them in RAM too.
-        row["rerank_vectors"] = case.placement
     if case.dim_note:
         row["dim_note"] = case.dim_note
     return row
@@ -366,103 +258,114 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
 # -- driving -------------------------------------------------------------------------------------
 
 
+def space_of(dim: int) -> EmbeddingSpace:
+    return EmbeddingSpace("synthetic", "1", dim)
+
+
 def place_gallery(
-    synth: Synthesiser, n: int, ram: int, scratch: Path
-) -> tuple[Matrix | None, str, Path | None]:
-    """The gallery in RAM when it fits twice (a flat index copies it), else memory-mapped
-    in ``scratch`` when the disk has room; ``None`` when neither."""
+    synth: Synthesiser, n: int, ram: int, directory: Path
+) -> tuple[Matrix | None, str]:
+    """The gallery in RAM when it fits twice (a flat index copies it), else written straight
+    into IVF-PQ's vector file in ``directory`` (row i is face id i) when the disk has room."""
     size = n * synth.dim * 4
-    path: Path | None = None
     if 2 * size <= ram:
         gallery: Matrix = np.empty((n, synth.dim), dtype=np.float32)
         placement = "ram"
     else:
-        scratch.mkdir(parents=True, exist_ok=True)
-        if shutil.disk_usage(scratch).free < size * 1.05:
-            return None, f"needs {size / GIB:.1f} GiB of RAM or disk for the vectors", None
-        fd, name = tempfile.mkstemp(dir=scratch, prefix="gallery-", suffix=".f32")
-        path = Path(name)
-        with open(fd, "wb"):
-            pass
-        gallery = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, synth.dim))
+        if shutil.disk_usage(directory).free < size * 1.05:
+            return None, f"needs {size / GIB:.1f} GiB of RAM or disk for the vectors"
+        path = directory / f"{space_of(synth.dim).key}.vectors"
+        store = VectorFile(path, synth.dim)  # creates it; rows are written through the map
+        store.close()
+        with open(path, "r+b") as fh:
+            fh.truncate(size)
+        gallery = np.memmap(path, dtype=np.float32, mode="r+", shape=(n, synth.dim))
         placement = "mmap"
     for start, vectors in synth.gallery_chunks(n):
         gallery[start : start + len(vectors)] = vectors
-    return gallery, placement, path
+        if start and start % (CHUNK * 40) == 0:
+            log(f"  {start:,} of {n:,} generated")
+    if isinstance(gallery, np.memmap):
+        gallery.flush()
+    return gallery, placement
 
 
 def run_case(
     synth: Synthesiser, n: int, args: argparse.Namespace, lead_edge: float
 ) -> list[dict[str, Any]]:
     dim, ram = synth.dim, int(args.ram_gb * GIB)
-    pq_m = args.pq_m or min(64, dim // 4)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(dir=args.cache, prefix="search-bench-"))
     log(f"n={n:,} d={dim}: generating gallery")
-    gallery, placement, path = place_gallery(synth, n, ram, args.cache)
+    gallery, placement = place_gallery(synth, n, ram, directory)
     if gallery is None:
+        shutil.rmtree(directory, ignore_errors=True)
         return [{"index": k, "n": n, "dim": dim, "skipped": placement} for k in args.index]
     try:
         queries, _ = synth.queries(args.queries, n, tag=1)
-        calibration, _ = synth.queries(args.calibration_queries, n, tag=2)
-        log(f"n={n:,} d={dim}: exact truth for {len(queries) + len(calibration)} queries")
+        log(f"n={n:,} d={dim}: exact truth for {len(queries)} queries")
         truth_sims, truth = exact_top(gallery, queries, LEAD_POOL)
-        calibration_truth = exact_top(gallery, calibration, TOP)[1]
         case = Case(
             n,
             dim,
             gallery,
             placement,
+            directory,
             queries,
             truth_sims,
             truth,
-            calibration,
-            calibration_truth,
             lead_edge,
             synth.dim_note,
         )
         in_ram = n * dim * 4 if placement == "ram" else 0
         rows = []
         for kind in args.index:  # exact comes first: it is the baseline of the others
-            need = index_bytes(kind, n, dim, args.hnsw_m, pq_m) + in_ram
-            if need > ram:
+            need = index_bytes(kind, n, dim) + in_ram
+            if need > ram or (placement == "mmap" and kind != "faiss-ivfpq"):
                 reason = f"needs {need / GIB:.2f} GiB, --ram-gb is {args.ram_gb:g}"
                 names = ("exact", "exact-blas") if kind == "exact" else (kind,)
                 rows += [{"index": k, "n": n, "dim": dim, "skipped": reason} for k in names]
                 log(f"n={n:,} d={dim}: {kind} skipped: {reason}")
                 continue
-            rows += run_kind(case, kind, args, pq_m)
+            rows += run_kind(case, kind, args)
         return rows
     finally:
         del gallery
         gc.collect()
-        if path is not None:
-            path.unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_kind(case: Case, kind: str, args: argparse.Namespace, pq_m: int) -> list[dict[str, Any]]:
+def run_kind(case: Case, kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     log(f"n={case.n:,} d={case.dim}: building {kind}")
-    if args.build_blas_threshold is None:
-        built = build(kind, case.gallery, args, pq_m)
+    index = FaissIndex(
+        space_of(case.dim), case.directory, layout=LAYOUT[kind], target_recall=args.target_recall
+    )
+    ids = np.arange(case.n, dtype=np.int64)
+    started = time.perf_counter()
+    if case.placement == "mmap":  # already in the index's own vector file
+        index.rebuild(ids, VectorFile(index.vectors_path, case.dim))
     else:
-        with blas_threshold(args.build_blas_threshold):
-            built = build(kind, case.gallery, args, pq_m)
-    log(f"n={case.n:,} d={case.dim}: {kind} built in {built.build_s:.1f} s, tuning")
-    tune_built(built, case.calibration, case.calibration_truth, args.target_recall)
+        index.rebuild(ids, case.gallery)
+    build_s = time.perf_counter() - started
+    log(f"n={case.n:,} d={case.dim}: {index.kind} built and tuned in {build_s:.1f} s")
     rows = []
     if kind == "exact":
-        timing = measure(built, case.queries)
+        timing = measure(index, case.queries)
         case.exact_p50_ms = timing["p50_ms"]
-        rows.append(row_for(case, built, "exact", timing))
+        rows.append(row_for(case, index, "exact", timing, build_s))
         with blas_threshold(0):
-            timing = measure(built, case.queries)
-        rows.append(row_for(case, built, "exact-blas", timing))
+            timing = measure(index, case.queries)
+        rows.append(row_for(case, index, "exact-blas", timing, build_s))
     else:
-        rows.append(row_for(case, built, kind, measure(built, case.queries)))
+        rows.append(row_for(case, index, kind, measure(index, case.queries), build_s))
     for row in rows:
         log(
-            f"  {row['index']}: p50 {row['p50_ms']:.3f} ms, recall@10 {row['recall_at_10']}, "
-            f"lead recall {row['lead_recall']}, params {row['params']}"
+            f"  {row['index']}: p50 {row['p50_ms']:.3f} ms ({row['speedup_vs_exact']}x), "
+            f"recall@10 {row['recall_at_10']}, lead recall {row['lead_recall']} "
+            f"(top 100: {row['lead_recall_at_100']}), {row['bytes_per_face']} B/face, "
+            f"params {row['params']}"
         )
-    del built
+    del index
     gc.collect()
     return rows
 
@@ -485,27 +388,14 @@ def main() -> None:
     parser.add_argument("--dim", type=int, nargs="+", default=[128], help="128 and/or 512")
     parser.add_argument("--index", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--queries", type=int, default=500, help="measured queries")
-    parser.add_argument("--calibration-queries", type=int, default=200)
     parser.add_argument("--target-recall", type=float, default=0.99)
     parser.add_argument("--faces", type=Path, default=Path("../shared/faces/lfw"))
     parser.add_argument("--fit-photos", type=int, default=1500, help="real photos to fit on")
     parser.add_argument("--pca-dims", type=int, default=0, help="full-covariance components")
     parser.add_argument(
-        "--cache", type=Path, default=CACHE_DIR, help="descriptor cache and memory-mapped vectors"
+        "--cache", type=Path, default=CACHE_DIR, help="descriptor cache and scratch index files"
     )
     parser.add_argument("--ram-gb", type=float, default=20.0)
-    parser.add_argument("--hnsw-m", type=int, default=32)
-    parser.add_argument("--pq-m", type=int, default=0, help="PQ sub-vectors (0: d/4, <= 64)")
-    parser.add_argument(
-        "--rerank", type=int, default=100, help="IVF-PQ candidates re-ranked per 10 results"
-    )
-    parser.add_argument(
-        "--build-blas-threshold",
-        type=int,
-        default=None,
-        help="faiss BLAS threshold while building (default: faiss's own, as the engine runs;"
-        " 0 speeds up k-means of short PQ sub-vectors)",
-    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--json", action="store_true", help="print the JSON list only")
     args = parser.parse_args()

@@ -14,10 +14,12 @@ ivf,pq        beyond, or past ``memory_gb``   ~40 B (32 B of code, 8 B id); the
 
 The ``add`` that takes the gallery past a threshold rebuilds it in the next layout (training
 IVF-PQ on a sample); an IVF-PQ gallery that has grown fourfold is retrained with more lists.
-After each build the search breadth (HNSW's efSearch, IVF's nprobe) is set to the smallest
-value whose recall@10 against exact search reaches ``target_recall``, and it is tuned again
-whenever the gallery has doubled since. A layout never shrinks by itself; :meth:`rebuild`
-(``countenance reindex``) chooses afresh, and :meth:`compact` reclaims HNSW's tombstones.
+After each build the search breadth (HNSW's efSearch, IVF's nprobe and re-ranking depth) is
+set to the smallest value whose recall@10 against exact search reaches ``target_recall``, on
+held-out gallery faces as probes, and it is tuned again whenever the gallery has doubled
+since (an HNSW graph by rebuilding it, at most twice the cost of one build overall). A layout
+never shrinks by itself; :meth:`rebuild` (``countenance reindex``) chooses afresh, and
+:meth:`compact` reclaims HNSW's tombstones.
 
 Removal is visible to the very next search in every layout. Every result carries exact
 cosine similarities (IVF-PQ re-ranks its short list by the float vectors).
@@ -245,19 +247,22 @@ class FaissIndex:
         )
 
     def _grow(self) -> None:
-        """After an add: move to the next layout, retrain, compact or retune, as size asks."""
+        """After an add: move to the next layout, rebuild, compact or retune, as size asks."""
         layout, n = self._layout, self.count()
         wanted = self.forced or self._choose(n)
+        doubled = n >= 2 * max(self._tuned_at, 1)
         if LAYOUTS.index(wanted) > LAYOUTS.index(self.layout):
             self._build(wanted, self._gallery())
         elif isinstance(layout, IvfPqLayout) and choose_nlist(n) >= 2 * layout.index.nlist:
             self._build("ivfpq", self._gallery())  # lists trained on a quarter of today's
-        elif isinstance(layout, HnswLayout) and layout.tombstones > _MAX_TOMBSTONES * (
-            n + layout.tombstones
+        elif isinstance(layout, HnswLayout) and (
+            doubled or layout.tombstones > _MAX_TOMBSTONES * (n + layout.tombstones)
         ):
+            # A graph is retuned by rebuilding it: taking the calibration faces out and back
+            # would leave tombstones. Rebuilding at each doubling costs at most twice one build.
             self._build("hnsw", self._gallery())
-        elif not isinstance(layout, FlatLayout) and n >= 2 * max(self._tuned_at, 1):
-            self._tune(self._gallery())
+        elif isinstance(layout, IvfPqLayout) and doubled:
+            self._retune()
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -303,17 +308,26 @@ class FaissIndex:
                     store.write(ids, vectors)
             gallery = Gallery(np.sort(gallery.ids), store)
             layout = IvfPqLayout.train(dim, gallery, store)
-            for ids, vectors in gallery.chunks():
-                layout.add_codes(ids, vectors)
         else:
             layout = HnswLayout(dim) if name == "hnsw" else FlatLayout(dim)
-            for ids, vectors in gallery.chunks():
-                if len(ids):
-                    layout.add(ids, vectors)
             if self._store is not None:
                 self._store.truncate()  # no vectors outlive the layout that needed them
+        # The calibration faces join the index only once it is tuned (see Calibration).
+        calibration = Calibration(gallery) if name != "flat" and len(gallery) > 1 else None
+        later = calibration.own if calibration is not None else np.zeros(0, np.int64)
+        for ids, vectors in gallery.chunks():
+            keep = ~np.isin(ids, later)
+            if not keep.any():
+                continue
+            if isinstance(layout, IvfPqLayout):
+                layout.add_codes(ids[keep], vectors[keep])  # the vector file has them
+            else:
+                layout.add(ids[keep], np.ascontiguousarray(vectors[keep]))
+        if calibration is not None:
+            layout.tune(calibration, self.target_recall)
+            layout.add(calibration.own, calibration.queries)
         self._layout = layout
-        self._tune(gallery)
+        self._tuned_at = self.count()
         log.info(
             "vector index built as %s for %d faces in %.1f s",
             layout.kind,
@@ -321,9 +335,11 @@ class FaissIndex:
             time.monotonic() - started,
         )
 
-    def _tune(self, gallery: Gallery) -> None:
-        if len(gallery) > 1:
-            self._layout.tune(Calibration(gallery), self.target_recall)
+    def _retune(self) -> None:
+        if not isinstance(self._layout, FlatLayout):
+            calibration = Calibration(self._gallery())
+            with calibration.hold_out(self._layout):
+                self._layout.tune(calibration, self.target_recall)
         self._tuned_at = self.count()
 
     def _vector_file(self) -> VectorFile:
