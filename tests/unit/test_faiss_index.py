@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from countenance.errors import BackendError, BackendUnavailable, InvalidArgument, SpaceMismatch
-from countenance.index import INDEXES, open_index
+from countenance.index import INDEXES, faiss_layouts, open_index
 from countenance.index.exact import ExactIndex
 from countenance.index.faiss import FaissIndex, choose_layout, choose_nlist
 from countenance.index.vectorfile import VectorFile
@@ -405,3 +405,18 @@ def test_importing_the_registry_does_not_import_faiss() -> None:
     env = {**os.environ, "PYTHONPATH": src}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_ivfpq_with_many_lists_finds_them_through_an_hnsw_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(faiss_layouts, "HNSW_QUANTIZER_FROM", 8)  # 16 lists here
+    index = ivf_index(tmp_path)
+    quantizer = faiss.downcast_index(index._layout.index.quantizer)  # type: ignore[union-attr]
+    assert isinstance(quantizer, faiss.IndexHNSWFlat)
+    assert quantizer.hnsw.efSearch >= index.nprobe  # type: ignore[operator]
+    _, found = index.search(VECTORS[::25], k=1)
+    np.testing.assert_array_equal(found[:, 0], IDS[::25])
+    index.save()
+    assert_same_results(index, FaissIndex(SPACE, tmp_path))
+    assert_same_results(index, copy.deepcopy(index))

@@ -35,7 +35,9 @@ from countenance.ports import Ids, Vectors
 # k-means wants at least this many training points per list (FAISS warns below it), and
 # gains little from more than _TRAIN_PER_LIST: k-means cost grows with the sample.
 _MIN_TRAIN_PER_LIST = 39
-_TRAIN_PER_LIST = 64
+_TRAIN_PER_LIST = 40
+# IVF with more lists than this finds lists (and trains them) through an HNSW graph.
+HNSW_QUANTIZER_FROM = 4096
 _KMEANS_ITERATIONS = 10
 # Tuning: this many gallery vectors as queries, for recall of this many neighbours.
 _CALIBRATION_QUERIES = 200
@@ -330,8 +332,19 @@ class IvfPqLayout:
         nlist = choose_nlist(n)
         sample = gallery.sample(max(_TRAIN_PER_LIST * nlist, 256 * _MIN_TRAIN_PER_LIST), _SEED)
         m, nbits = pq_shape(n, dim)
-        quantizer = faiss.IndexFlatIP(dim)
+        quantizer: Any
+        if nlist > HNSW_QUANTIZER_FROM:
+            # Comparing every vector with every centroid costs nlist dot products per face
+            # (1e7 faces x 16384 lists: hours on two cores); an HNSW graph over the centroids
+            # finds a face's list in a few hundred. k-means assigns through one as well.
+            quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            quantizer.hnsw.efSearch = 128
+        else:
+            quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        if nlist > HNSW_QUANTIZER_FROM:
+            clustering = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            index.clustering_index = clustering
         index.cp.niter = _KMEANS_ITERATIONS
         index.cp.seed = _SEED
         index.pq.cp.niter = _KMEANS_ITERATIONS
@@ -346,6 +359,13 @@ class IvfPqLayout:
     @property
     def nprobe(self) -> int:
         return int(self.index.nprobe)
+
+    def _set_nprobe(self, value: int) -> None:
+        self.index.nprobe = value
+        quantizer = faiss.downcast_index(self.index.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSWFlat):
+            # the graph must look at least as wide as the lists it is asked for
+            quantizer.hnsw.efSearch = max(128, 2 * value)
 
     def count(self) -> int:
         return int(self.index.ntotal)
@@ -404,7 +424,7 @@ class IvfPqLayout:
         probes = sorted({min(2**i, nlist) for i in range(int(math.log2(nlist)) + 2)})
 
         def apply(value: int) -> None:
-            self.index.nprobe = value
+            self._set_nprobe(value)
 
         # Codes cap recall however many lists are probed; a longer short list lifts the cap.
         for rerank in self.RERANK:
