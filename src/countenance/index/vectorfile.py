@@ -91,8 +91,19 @@ class VectorFile:
         rows = self.rows
         if self._map is None or self._mapped_rows != rows:
             self._remap(rows)
+        if self._map is None:
+            return out
+        first, last = int(ids[0]), int(ids[-1])
+        if (
+            first >= 0
+            and last < rows
+            and last - first == len(ids) - 1
+            and (np.diff(ids) == 1).all()
+        ):
+            out[:] = self._map[first : last + 1]  # a run of ids: one sequential read
+            return out
         inside = (ids >= 0) & (ids < rows)
-        if self._map is not None and inside.any():
+        if inside.any():
             out[inside] = self._map[ids[inside]]
         return out
 
