@@ -272,6 +272,22 @@ class Synthesiser:
         faces = self._lifted(self.model.faces_of(rng, centres), rng)
         return faces, np.arange(count) < enrolled
 
+    def mates(self, count: int, n: int, tag: int) -> list[npt.NDArray[np.int64]]:
+        """For each of the ``count`` queries of :meth:`queries` (same ``n`` and ``tag``), the
+        gallery rows of its identity among the first ``n``: none for the unenrolled half."""
+        rng = np.random.default_rng([self.seed, 1 << 30, tag])
+        enrolled = count // 2
+        rows = np.sort(rng.integers(0, n, size=enrolled))  # the draw queries() makes first
+        found: list[npt.NDArray[np.int64]] = []
+        for row in rows:
+            chunk = int(row) // CHUNK
+            ends = np.cumsum(self._layout(chunk)[0])
+            owner = int(np.searchsorted(ends, int(row) % CHUNK, side="right"))
+            start = chunk * CHUNK + (int(ends[owner - 1]) if owner else 0)
+            stop = min(chunk * CHUNK + int(ends[owner]), n)
+            found.append(np.arange(start, stop, dtype=np.int64))
+        return found + [np.zeros(0, dtype=np.int64)] * (count - enrolled)
+
     def labelled_sample(self, identities: int, per_identity: int, tag: int) -> Matrix:
         """``per_identity`` faces of each of ``identities`` fresh identities, consecutively."""
         rng = np.random.default_rng([self.seed, 1 << 31, tag])

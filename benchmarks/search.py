@@ -150,6 +150,19 @@ def recall_at(found: Ids, truth: Ids, k: int) -> float:
     return hits / (k * len(truth))
 
 
+def mate_recall(
+    found: Ids, truth_sims: Matrix, truth: Ids, mates: list[Ids], min_similarity: float, k: int
+) -> float | None:
+    """Of the probe's own identity's faces in the exact top ``k`` at or above
+    ``min_similarity``, the share ``found``'s top ``k`` holds: the leads that are the person."""
+    wanted = held = 0
+    for f, sims, ids, own in zip(found, truth_sims, truth, mates, strict=True):
+        leads = set(ids[:k][sims[:k] >= min_similarity].tolist()) & set(own.tolist())
+        wanted += len(leads)
+        held += len(leads & set(f[:k].tolist()))
+    return held / wanted if wanted else None
+
+
 def lead_recall(
     found: Ids, truth_sims: Matrix, truth: Ids, min_similarity: float, k: int
 ) -> float | None:
@@ -200,6 +213,7 @@ class Case:
     queries: Matrix
     truth_sims: Matrix
     truth: Ids
+    mates: list[Ids]
     lead_min_similarity: float
     dim_note: str | None
     exact_p50_ms: float | None = None
@@ -232,6 +246,9 @@ def row_for(
         "p99_ms": round(timing["p99_ms"], 4),
         "recall_at_10": round(recall_at(timing["found"], truth, TOP), 4),
         "lead_recall": _rounded(lead_recall(timing["found"], truth_sims, truth, edge, TOP)),
+        "mate_recall": _rounded(
+            mate_recall(timing["found"], truth_sims, truth, case.mates[:m], edge, TOP)
+        ),
         "lead_recall_at_100": _rounded(lead_recall(pool, truth_sims, truth, edge, LEAD_POOL)),
         "bytes_per_face": round(per_face, 1),
         "bytes_per_face_on_disk": _rounded(on_disk, 1),
@@ -301,6 +318,7 @@ def run_case(
         return [{"index": k, "n": n, "dim": dim, "skipped": placement} for k in args.index]
     try:
         queries, _ = synth.queries(args.queries, n, tag=1)
+        mates = synth.mates(args.queries, n, tag=1)
         log(f"n={n:,} d={dim}: exact truth for {len(queries)} queries")
         truth_sims, truth = exact_top(gallery, queries, LEAD_POOL)
         case = Case(
@@ -312,6 +330,7 @@ def run_case(
             queries,
             truth_sims,
             truth,
+            mates,
             lead_edge,
             synth.dim_note,
         )
@@ -360,6 +379,7 @@ def run_kind(case: Case, kind: str, args: argparse.Namespace) -> list[dict[str, 
         log(
             f"  {row['index']}: p50 {row['p50_ms']:.3f} ms ({row['speedup_vs_exact']}x), "
             f"recall@10 {row['recall_at_10']}, lead recall {row['lead_recall']} "
+            f"(mates {row['mate_recall']}) "
             f"(top 100: {row['lead_recall_at_100']}), {row['bytes_per_face']} B/face, "
             f"params {row['params']}"
         )
