@@ -8,7 +8,7 @@ layout        while                           RAM per 128-d face
 ============  ==============================  ====================================
 flat (exact)  n <= ``approx_threshold``       ~550 B (vector, id, reverse map)
 hnsw32        n <= ``ivfpq_threshold``        ~800 B (vector, id, graph links)
-ivf,pq        beyond, or past ``memory_gb``   ~40 B (32 B of code, 8 B id); the
+ivf,pq..fs    beyond, or past ``memory_gb``   ~40 B (32 B of code, 8 B id); the
                                               float vectors are memory-mapped
 ============  ==============================  ====================================
 
@@ -414,7 +414,7 @@ class FaissIndex:
         ours = (
             isinstance(index, faiss.IndexIDMap)
             and isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat)
-        ) or isinstance(index, faiss.IndexIVFPQ | faiss.IndexIVFFlat)
+        ) or isinstance(index, faiss.IndexIVFPQFastScan | faiss.IndexIVFFlat)
         if not ours:
             raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
@@ -428,7 +428,7 @@ class FaissIndex:
             return FlatLayout(self.space.dim, index)
         if isinstance(index, faiss.IndexIDMap) and isinstance(inner, faiss.IndexHNSWFlat):
             return HnswLayout(self.space.dim, index)
-        if isinstance(index, faiss.IndexIVFPQ):
+        if isinstance(index, faiss.IndexIVFPQFastScan):
             meta = _read_json(self._meta_path)
             return IvfPqLayout(index, self._vector_file(), int(meta.get("rerank", 10)))
         if isinstance(index, faiss.IndexIVFFlat):
