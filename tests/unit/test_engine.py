@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,8 +20,8 @@ RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
 WHO = {"actor": "alice", "purpose": "find a missing person", "case": "case-17"}
 
 
-def open_engine(data: Path) -> Engine:
-    return Engine(Settings(data_dir=data, workers=1), pipeline=fake_pipeline())
+def open_engine(data: Path, **settings: Any) -> Engine:
+    return Engine(Settings(data_dir=data, workers=1, **settings), pipeline=fake_pipeline())
 
 
 @pytest.fixture()
@@ -115,6 +116,19 @@ def test_reindex_rebuilds_from_catalog(tmp_path: Path, folder: Path) -> None:
         assert sorted(db.index.ids().tolist()) == sorted(
             db.catalog.live_face_ids(db.space).tolist()
         )
+
+
+def test_index_layout_settings_reach_the_faiss_index(tmp_path: Path) -> None:
+    from countenance.index.faiss import FaissIndex
+
+    settings = {"approx_threshold": 5, "ivfpq_threshold": 7, "index_memory_gb": 2.5}
+    with open_engine(tmp_path / "data", **settings) as db:
+        index = db.index
+        assert isinstance(index, FaissIndex)
+        assert (index.approx_threshold, index.ivfpq_threshold, index.memory_gb) == (5, 7, 2.5)
+        vectors = np.random.default_rng(0).normal(size=(6, 128)).astype(np.float32)
+        index.add(np.arange(6), vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+        assert index.layout == "hnsw"  # past 5 faces; IVF-PQ would need 1,000 to train
 
 
 def test_second_writer_is_refused(tmp_path: Path, folder: Path) -> None:
