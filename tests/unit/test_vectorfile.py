@@ -1,0 +1,68 @@
+"""VectorFile: float32 rows addressed by face id, in one sparse, memory-mapped file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from countenance.errors import BackendError
+from countenance.index.vectorfile import VectorFile
+
+DIM = 8
+
+
+def rows(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def test_rows_are_read_back_by_id_in_any_order_with_zeros_where_never_written(
+    tmp_path: Path,
+) -> None:
+    store = VectorFile(tmp_path / "v", DIM)
+    values = rows(3)
+    store.write(np.array([9, 2, 5]), values)
+    assert store.rows == 10  # the file spans up to the largest id
+    got = store.read(np.array([5, 9, 3, 2, 100]))
+    np.testing.assert_array_equal(got[0], values[2])
+    np.testing.assert_array_equal(got[1], values[0])
+    np.testing.assert_array_equal(got[3], values[1])
+    assert not got[2].any() and not got[4].any()  # never written; past the end
+
+
+def test_a_run_of_ids_reads_as_one_slice_and_growth_is_seen(tmp_path: Path) -> None:
+    store = VectorFile(tmp_path / "v", DIM)
+    values = rows(100)
+    store.write(np.arange(100), values)
+    np.testing.assert_array_equal(store.read(np.arange(10, 60)), values[10:60])
+    more = rows(5, seed=1)
+    store.write(np.arange(1000, 1005), more)  # grows the file after a read mapped it
+    np.testing.assert_array_equal(store.read(np.arange(1000, 1005)), more)
+
+
+def test_wipe_zeroes_rows_on_disk_and_reopening_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "v"
+    store = VectorFile(path, DIM)
+    values = rows(4)
+    store.write(np.arange(4), values)
+    store.wipe(np.array([1, 3, 77]))  # 77 was never written: nothing to do
+    store.flush()
+    store.close()
+    raw = np.frombuffer(path.read_bytes(), dtype=np.float32).reshape(-1, DIM)
+    assert not raw[1].any() and not raw[3].any()
+    again = VectorFile(path, DIM)
+    np.testing.assert_array_equal(again.read(np.array([0, 2])), values[[0, 2]])
+
+
+def test_truncate_drops_every_row(tmp_path: Path) -> None:
+    store = VectorFile(tmp_path / "v", DIM)
+    store.write(np.arange(3), rows(3))
+    store.truncate()
+    assert store.rows == 0 and not store.read(np.arange(3)).any()
+
+
+def test_an_unopenable_path_is_a_backend_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BackendError, match="cannot open vector file"):
+        VectorFile(tmp_path / "file" / "v", DIM)
