@@ -10,9 +10,10 @@ int64 face ids, always with exact cosine similarities in its results:
   filters -1 out with a selector: removal is visible to the very next search. Tombstones
   are reclaimed by rebuilding (compaction) once they are a quarter of the graph.
 - :class:`IvfPqLayout`: ``IndexIVFPQFastScan`` 4-bit codes (32 bytes per face, plus its
-  8-byte id) in RAM, the float vectors in a memory-mapped :class:`~countenance.index.vectorfile.VectorFile`;
-  each search takes ``rerank`` candidates per result from the codes and re-ranks them by
-  their float vectors, so the similarities it returns are exact.
+  8-byte id) in RAM, the float vectors in a memory-mapped
+  :class:`~countenance.index.vectorfile.VectorFile`; each search takes ``rerank``
+  candidates per result from the codes and re-ranks them by their float vectors, so the
+  similarities it returns are exact.
 
 Search breadth (efSearch, nprobe) is not fixed: :func:`tune` sets it to the smallest value
 whose recall@10 against exact search reaches the target, on gallery vectors as queries.
