@@ -1,0 +1,95 @@
+"""The app factory: one FastAPI application over one Engine, serving the REST API (``/v1``),
+the browser UI (``/``), ``/healthz``, ``/metrics``, ``/openapi.json`` and ``/docs``.
+
+Example::
+
+    app = create_app(Settings.from_env(data_dir="countenance-data"))
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from countenance.api import errors, routes
+from countenance.api.metrics import CONTENT_TYPE, MetricsMiddleware
+from countenance.api.state import ServerState
+from countenance.api.uploads import BodyLimit
+from countenance.config import Settings
+from countenance.engine import Engine
+from countenance.vision.pipeline import FacePipeline
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    pipeline: FacePipeline | None = None,
+    load_models: bool = True,
+) -> FastAPI:
+    """Build the application. With ``engine`` the caller keeps ownership of it (tests);
+    otherwise the app opens one on ``settings`` and closes it at shutdown. With
+    ``load_models`` the face models load at startup, so the first search is not slow."""
+    from countenance.web import admin, pages, search  # the UI: part of the app, its own package
+
+    settings = settings or (engine.settings if engine is not None else Settings.from_env())
+    state = ServerState.open(settings, engine=engine, pipeline=pipeline)
+    owns_engine = engine is None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if load_models:
+            await run_in_threadpool(state.load_models)
+        try:
+            yield
+        finally:
+            state.jobs.shutdown()
+            if owns_engine:
+                state.engine.close()
+
+    app = FastAPI(
+        title="countenance",
+        version=_version(),
+        description=(
+            "Lawful face search. Every /v1 route needs `Authorization: Bearer KEY`"
+            " (`countenance keys create`); errors are"
+            ' `{"error": {"code": "...", "message": "..."}}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    errors.install(app)
+    pages.install(app)
+    app.include_router(routes.router)
+    app.include_router(search.router)
+    app.include_router(admin.router)
+    app.mount("/static", StaticFiles(packages=[("countenance.web", "static")]), name="static")
+
+    @app.get("/healthz", include_in_schema=True, summary="Liveness: answers while serving")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "indexed": state.engine.index.count()}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(_request: Request) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    # outermost first: metrics see every answer, the body limit's 413s included
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("countenance")
+    except PackageNotFoundError:
+        return "0"
