@@ -107,3 +107,40 @@ def test_engine_errors_map_to_status_codes(api: Any) -> None:
     )
     assert _error(no_case, 403) == "policy_denied"
     assert _error(client.get("/v1/jobs/nope", headers=admin), 404) == "not_found"
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(make_client: Any) -> None:
+    client, keys = make_client(max_upload_bytes=1_000_000)
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="photo"; filename="p.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+    def body() -> Any:  # no Content-Length: sent chunked, counted as it arrives
+        yield head
+        for _ in range(40):
+            yield b"\x00" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post(
+        "/v1/search",
+        headers={
+            **auth(keys["investigator"]),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+        content=body(),
+    )
+    assert _error(response, 413) == "too_large"
+    assert client.get("/healthz").status_code == 200
+
+
+def test_health_openapi_docs_and_metrics_need_no_key(api: Any) -> None:
+    client, _keys = api
+    assert client.get("/healthz").json()["status"] == "ok"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/v1/search" in paths and "/v1/audit/verify" in paths
+    assert "swagger" in client.get("/docs").text.lower()
+    metrics = client.get("/metrics")
+    assert "countenance_http_requests_total" in metrics.text
+    assert "countenance_index_faces" in metrics.text
