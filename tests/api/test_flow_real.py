@@ -80,6 +80,29 @@ def test_ingest_search_verify_export_erase(make_client: Any) -> None:
     assert leads[0]["band"] in {"strong", "possible"}
     assert leads[0]["source"] == "people" and leads[0]["ingested_at"]
 
+    # the investigator may open the photos and crops of its results, and only those
+    lead_photo = client.get(
+        f"/v1/photos/{leads[0]['photo_id']}", headers=auth(keys["investigator"])
+    )
+    assert lead_photo.status_code == 200 and lead_photo.json()["faces"], lead_photo.text
+    crop = client.get(f"/v1/faces/{leads[0]['face_id']}/crop", headers=auth(keys["investigator"]))
+    assert crop.status_code == 200 and crop.content[:2] == b"\xff\xd8"
+    assert (
+        client.get(
+            f"/v1/faces/{leads[0]['face_id']}/crop", headers=auth(keys["auditor"])
+        ).status_code
+        == 403
+    )
+    state = client.app.state.server
+    state._seen_photos.clear()  # as after a restart: the audit log says what it was shown
+    state._seen_loaded.clear()
+    assert (
+        client.get(
+            f"/v1/photos/{leads[0]['photo_id']}", headers=auth(keys["investigator"])
+        ).status_code
+        == 200
+    )
+
     verified = client.post(
         "/v1/verify",
         headers=auth(keys["investigator"]),
@@ -175,3 +198,31 @@ def test_ui_search_and_crops_only_for_the_right_role(make_client: Any) -> None:
     assert client.get(f"/faces/{crops[0]}/crop").status_code == 403
     assert client.get("/search").status_code == 403
     assert client.get("/audit").status_code == 200
+
+
+def test_searches_run_while_an_ingest_job_writes(make_client: Any) -> None:
+    """The engine is shared by FastAPI's thread pool: searches in many threads while a job
+    adds to the index all answer, and find what they should."""
+    import concurrent.futures
+
+    faces = need_faces("small_examples")
+    client, keys = make_client(search_rate_per_minute=0)
+    ingest_gallery(client, keys, faces)
+    more = [
+        ("photos", _file(faces / p)) for p in ["barack_obama/obama2.jpg", "alex_lacamoire/img1.jpg"]
+    ]
+    job = client.post("/v1/sources/people/photos", headers=auth(keys["ingest"]), files=more).json()
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(
+                lambda _: search(client, keys["investigator"], faces / "joe_biden/biden2.jpg"),
+                range(12),
+            )
+        )
+    assert [a.status_code for a in answers] == [200] * 12
+    assert all(a.json()["faces"][0]["matches"][0]["photo"].endswith("biden.jpg") for a in answers)
+    deadline = time.monotonic() + 300
+    while job["state"] in {"queued", "running"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = client.get(f"/v1/jobs/{job['id']}", headers=auth(keys["ingest"])).json()
+    assert job["state"] == "done" and job["summary"]["photos"] == 2

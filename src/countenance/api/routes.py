@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from countenance.api import service
+from countenance.api import records, service
 from countenance.api.auth import Principal, need
 from countenance.api.state import ServerState
 from countenance.api.uploads import read_upload
@@ -82,6 +82,33 @@ def verify(
     b: Annotated[UploadFile, File()],
 ) -> dict[str, Any]:
     return state.engine.verify(read_upload(a, "a"), read_upload(b, "b")).to_json()
+
+
+@router.get("/photos/{photo_id}", summary="A photo of your results, with all its faces")
+def photo(
+    state: State,
+    principal: Annotated[Principal, Depends(need("view_results"))],
+    photo_id: int,
+) -> dict[str, Any]:
+    service.may_view(state, principal, photo_id)
+    return records.photo_record(state.engine, photo_id)
+
+
+@router.get(
+    "/faces/{face_id}/crop",
+    summary="A JPEG crop of a face of your results",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def face_crop(
+    state: State,
+    principal: Annotated[Principal, Depends(need("view_results"))],
+    face_id: int,
+) -> Response:
+    photo_id, _box = records.face_photo(state.engine, face_id)
+    service.may_view(state, principal, photo_id)
+    jpeg = records.face_crop(state.engine, face_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 # sources and ingest ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from countenance import imaging
 from countenance.api.auth import Principal
+from countenance.api.errors import ApiError
 from countenance.api.records import photo_dates
 from countenance.api.state import ServerState
 from countenance.errors import BackendError, InvalidArgument
@@ -80,6 +81,15 @@ def search(
             for face in result.faces
         ],
     }
+
+
+def may_view(state: ServerState, principal: Principal, photo_id: int) -> None:
+    """Admins see every photo; investigators the photos their own searches returned."""
+    if principal.role == "admin":
+        return
+    if principal.can("view_results") and state.has_seen(principal.name, photo_id):
+        return
+    raise ApiError(403, "forbidden", "this photo was not among your search results")
 
 
 def detect(state: ServerState, data: bytes) -> dict[str, Any]:

@@ -149,6 +149,7 @@ class ServerState:
     # photos whose faces each actor was shown by a search: what an investigator may view
     _seen_photos: dict[str, set[int]] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
+    _seen_loaded: set[str] = field(default_factory=set)
 
     @classmethod
     def open(
@@ -200,5 +201,19 @@ class ServerState:
             self._seen_photos.setdefault(actor, set()).update(photo_ids)
 
     def has_seen(self, actor: str, photo_id: int) -> bool:
+        """Whether a search by ``actor`` returned a face of this photo: remembered since this
+        process started, and before that read once from the audit log (which records the
+        faces every search returned)."""
         with self._seen_lock:
-            return photo_id in self._seen_photos.get(actor, set())
+            if photo_id in self._seen_photos.get(actor, set()):
+                return True
+            loaded = actor in self._seen_loaded
+        if loaded:
+            return False
+        events = self.engine.audit.events(actor=actor, action="search")
+        face_ids = {i for e in events for i in e.result_face_ids}
+        photos = {row.photo_id for row in self.engine.catalog.face_rows(face_ids).values()}
+        with self._seen_lock:
+            self._seen_photos.setdefault(actor, set()).update(photos)
+            self._seen_loaded.add(actor)
+        return photo_id in photos

@@ -16,7 +16,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from countenance.api import records, service
 from countenance.api.auth import SESSION_COOKIE, SESSION_SECONDS, Principal
 from countenance.api.errors import ApiError
-from countenance.api.state import ServerState
 from countenance.api.uploads import read_upload
 from countenance.errors import CountenanceError
 from countenance.web.pages import (
@@ -189,20 +188,11 @@ def _iou(a: list[int], b: list[int]) -> float:
 # photos and crops: only to a signed-in user who may see them ---------------------------------
 
 
-def _may_view(state: ServerState, principal: Principal, photo_id: int) -> None:
-    """Admins see every photo; investigators the photos their own searches returned."""
-    if principal.role == "admin":
-        return
-    if principal.can("view_results") and state.has_seen(principal.name, photo_id):
-        return
-    raise ApiError(403, "forbidden", "this photo was not among your search results")
-
-
 @router.get("/photos/{photo_id}")
-def photopage(request: Request, session: SessionDep, photo_id: int) -> HTMLResponse:
+def photo_page(request: Request, session: SessionDep, photo_id: int) -> HTMLResponse:
     state = server(request)
     try:
-        _may_view(state, session.principal, photo_id)
+        service.may_view(state, session.principal, photo_id)
         photo = records.photo_record(state.engine, photo_id)
     except (ApiError, CountenanceError) as exc:
         message, status = error_message(exc)
@@ -213,7 +203,7 @@ def photopage(request: Request, session: SessionDep, photo_id: int) -> HTMLRespo
 @router.get("/photos/{photo_id}/image")
 def photo_image(request: Request, session: SessionDep, photo_id: int) -> Response:
     state = server(request)
-    _may_view(state, session.principal, photo_id)
+    service.may_view(state, session.principal, photo_id)
     return _jpeg(records.photo_jpeg(state.engine, photo_id))
 
 
@@ -221,7 +211,7 @@ def photo_image(request: Request, session: SessionDep, photo_id: int) -> Respons
 def face_crop(request: Request, session: SessionDep, face_id: int) -> Response:
     state = server(request)
     photo_id, _box = records.face_photo(state.engine, face_id)
-    _may_view(state, session.principal, photo_id)
+    service.may_view(state, session.principal, photo_id)
     return _jpeg(records.face_crop(state.engine, face_id))
 
 
