@@ -144,3 +144,7 @@ def test_health_openapi_docs_and_metrics_need_no_key(api: Any) -> None:
     metrics = client.get("/metrics")
     assert "countenance_http_requests_total" in metrics.text
     assert "countenance_index_faces" in metrics.text
+    login = client.get("/login")
+    assert "script-src 'self'" in login.headers["content-security-policy"]
+    assert login.headers["x-frame-options"] == "DENY"
+    assert login.headers["x-content-type-options"] == "nosniff"

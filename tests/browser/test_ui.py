@@ -53,6 +53,9 @@ def test_sign_in_search_and_see_a_correct_lead(browser: Any, live: Any) -> None:
     probe = need_faces("small_examples", "joe_biden", "biden2.jpg")
     context = browser.new_context(viewport={"width": 1366, "height": 860})
     page = context.new_page()
+    problems: list[str] = []  # script errors, CSP violations, failed loads
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
     try:
         page.goto(f"{server.url}/search")
         assert "/login" in page.url  # signed out: sent to sign in
@@ -85,7 +88,12 @@ def test_sign_in_search_and_see_a_correct_lead(browser: Any, live: Any) -> None:
 
         first.query_selector("a").click()
         page.wait_for_selector(".stage.photo .box")
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.stage.photo img'); "
+            "return i.complete && i.naturalWidth > 0 }"
+        )
         screenshot(page, "photo-view")
+        assert not problems, problems
     finally:
         context.close()
 

@@ -92,5 +92,15 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { searchPage(); jobsPage(); });
+  // the Content-Security-Policy allows no inline handlers: confirmations and filters are here
+  function forms() {
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (f) {
+      f.addEventListener("submit", function (e) { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("select[data-autosubmit]"), function (s) {
+      s.addEventListener("change", function () { s.form.submit(); });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { searchPage(); jobsPage(); forms(); });
 })();
