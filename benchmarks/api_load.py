@@ -151,11 +151,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(data: Path, port: int, search_workers: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "COUNTENANCE_SEARCH_RATE_PER_MINUTE": "0",
         "COUNTENANCE_API_RATE_PER_MINUTE": "0",
+        "COUNTENANCE_SEARCH_WORKERS": str(search_workers),
     }
     command = [sys.executable, "-m", "countenance", "--data", str(data), "serve"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
@@ -243,6 +244,9 @@ def main() -> None:
     parser.add_argument("--probe", type=Path, default=PROBE)
     parser.add_argument("--url", help="load this running server (loopback only) instead")
     parser.add_argument("--key", help="an investigator key of the server at --url")
+    parser.add_argument(
+        "--search-workers", type=int, default=1, help="the server's probe analysis processes"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
@@ -262,7 +266,7 @@ def main() -> None:
             key = build_store(data, args.faces, args.seed)
             log(f"store ready in {time.monotonic() - began:.0f} s; starting the server")
             url = f"http://127.0.0.1:{free_port()}"
-            server = start_server(data, int(urlparse(url).port or 0))
+            server = start_server(data, int(urlparse(url).port or 0), args.search_workers)
         try:
             indexed = wait_healthy(url, server, timeout=900)
             with httpx.Client(timeout=300) as client:  # warm up, and check the leads
@@ -287,6 +291,7 @@ def main() -> None:
         "correct_lead": (bool(leads) and leads[0].endswith("biden.jpg"))
         if args.probe == PROBE
         else None,
+        "search_workers": None if args.url else args.search_workers,
         "cpus": os.cpu_count(),
         **result,
     }

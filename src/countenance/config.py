@@ -94,6 +94,11 @@ class Settings:
     api_rate_per_minute: int = _setting(
         600, "Requests one API key may make to /v1 in any minute (0: no limit)."
     )
+    search_workers: int = _setting(
+        1,
+        "Processes the server analyses probe photos in (dlib runs one analysis at a time per"
+        " process); 1: in the server process.",
+    )
     keep_probes: bool = _setting(
         False, "The server keeps uploaded probe photos in data_dir/probes (default: memory only)."
     )

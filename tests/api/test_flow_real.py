@@ -226,3 +226,16 @@ def test_searches_run_while_an_ingest_job_writes(make_client: Any) -> None:
         time.sleep(0.2)
         job = client.get(f"/v1/jobs/{job['id']}", headers=auth(keys["ingest"])).json()
     assert job["state"] == "done" and job["summary"]["photos"] == 2
+
+
+def test_probes_analysed_in_worker_processes(make_client: Any) -> None:
+    """With search_workers > 1 the models run in worker processes: same leads."""
+    from countenance.api.pool import PooledPipeline
+
+    faces = need_faces("small_examples")
+    client, keys = make_client(search_workers=2)
+    assert isinstance(client.app.state.server.engine.pipeline, PooledPipeline)
+    ingest_gallery(client, keys, faces)
+    found = search(client, keys["investigator"], faces / "joe_biden/biden2.jpg")
+    assert found.status_code == 200, found.text
+    assert found.json()["faces"][0]["matches"][0]["photo"].endswith("biden.jpg")

@@ -46,12 +46,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if load_models:
+        if load_models or settings.search_workers > 1:
             await run_in_threadpool(state.load_models)
         try:
             yield
         finally:
-            state.jobs.shutdown()
+            state.close()
             if owns_engine:
                 state.engine.close()
 

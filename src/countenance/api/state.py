@@ -165,8 +165,10 @@ class ServerState:
         from countenance.api import service  # it needs this module: import it late
 
         engine.index = LockedIndex(engine.index)  # type: ignore[assignment]
-        if engine._pipeline is not None and not isinstance(engine._pipeline, SerialPipeline):
-            engine._pipeline = SerialPipeline(engine._pipeline)
+        given = engine._pipeline
+        # with search_workers > 1, load_models starts the worker processes instead
+        if settings.search_workers <= 1 and given is not None:
+            engine._pipeline = given if isinstance(given, SerialPipeline) else SerialPipeline(given)
         state = cls(
             settings=settings,
             engine=engine,
@@ -185,14 +187,27 @@ class ServerState:
         return state
 
     def close(self) -> None:
-        """Finish the running ingest job, then save the index and close the catalog."""
+        """Finish the running ingest job and stop the analysis workers (the engine is closed
+        by whoever opened it)."""
+        from countenance.api.pool import PooledPipeline
+
         self.jobs.shutdown()
-        self.engine.close()
+        if isinstance(self.engine._pipeline, PooledPipeline):
+            self.engine._pipeline.close()
 
     def load_models(self) -> None:
-        """Load the face models now (so the first search is not slow) and serialise them."""
+        """Load the face models now (so the first search is not slow) and serialise them,
+        or start the worker processes that analyse probes (``search_workers`` > 1)."""
+        from countenance.api.pool import PooledPipeline
+
         pipeline = self.engine.pipeline
-        if not isinstance(pipeline, SerialPipeline):
+        if isinstance(pipeline, SerialPipeline | PooledPipeline):
+            return
+        if self.settings.search_workers > 1:
+            pooled = PooledPipeline(pipeline, self.settings, self.settings.search_workers)
+            pooled.warm_up()
+            self.engine._pipeline = pooled
+        else:
             self.engine._pipeline = SerialPipeline(pipeline)
 
     def saw(self, actor: str, photo_ids: set[int]) -> None:
