@@ -139,6 +139,11 @@ def test_ingest_search_verify_export_erase(make_client: Any) -> None:
     )
     assert receipt.status_code == 200, receipt.text
     assert receipt.json()["erased_faces"] >= 1 and len(receipt.json()["receipt_sha256"]) == 64
+    # the server's own copy of the erased photo goes too; the others stay
+    uploads = client.app.state.server.engine.data_dir / "uploads"
+    kept = sorted(p.name for p in uploads.rglob("*") if p.is_file())
+    assert not any(name.endswith("biden.jpg") for name in kept)
+    assert len(kept) == len(GALLERY) - 1, kept
     again = search(client, keys["investigator"], faces / "joe_biden/biden2.jpg")
     assert all(not f["matches"] for f in again.json()["faces"])
 
@@ -239,3 +244,30 @@ def test_probes_analysed_in_worker_processes(make_client: Any) -> None:
     found = search(client, keys["investigator"], faces / "joe_biden/biden2.jpg")
     assert found.status_code == 200, found.text
     assert found.json()["faces"][0]["matches"][0]["photo"].endswith("biden.jpg")
+
+
+def test_uploads_without_suffix_bad_files_and_retirement(make_client: Any) -> None:
+    faces = need_faces("small_examples")
+    client, keys = make_client()
+    ingest_gallery(client, keys, faces)
+    files = [
+        ("photos", ("blob", (faces / "joe_biden/biden2.jpg").read_bytes(), "image/jpeg")),
+        ("photos", ("notes.jpg", b"not a photo", "image/jpeg")),
+        (
+            "photos",
+            ("../../escape.jpg", (faces / "rose_leslie/img2.jpg").read_bytes(), "image/jpeg"),
+        ),
+    ]
+    job = client.post("/v1/sources/people/photos", headers=auth(keys["ingest"]), files=files).json()
+    while job["state"] in {"queued", "running"}:
+        time.sleep(0.2)
+        job = client.get(f"/v1/jobs/{job['id']}", headers=auth(keys["ingest"])).json()
+    assert job["summary"]["photos"] == 2, job  # a name without suffix is sniffed
+    assert sum(job["summary"]["bad_files"].values()) == 1
+    uploads = client.app.state.server.engine.data_dir / "uploads"
+    names = sorted(p.name for p in uploads.rglob("*") if p.is_file())
+    assert not any("notes" in n for n in names), names  # never stored: swept
+    assert all(p.resolve().is_relative_to(uploads.resolve()) for p in uploads.rglob("*"))
+    retired = client.delete("/v1/sources/people", headers=auth(keys["admin"]))
+    assert retired.status_code == 200 and retired.json()["photos"] == len(GALLERY) + 2
+    assert not [p for p in uploads.rglob("*") if p.is_file()]

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from countenance.api import errors, routes
+from countenance.api import errors, routes, service
 from countenance.api.metrics import CONTENT_TYPE, MetricsMiddleware
 from countenance.api.state import ServerState
 from countenance.api.uploads import BodyLimit
@@ -48,6 +48,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if load_models or settings.search_workers > 1:
             await run_in_threadpool(state.load_models)
+        # what retention purged when the store opened goes from the uploads folder too
+        await run_in_threadpool(service.sweep_uploads, state)
         try:
             yield
         finally:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from countenance.errors import CountenanceError, NotFound
-from countenance.sources.folder import FileListSource
 from countenance.types import IngestSummary
 
 log = logging.getLogger("countenance.api")
@@ -30,7 +29,8 @@ KEEP_FINISHED = 200  # finished jobs remembered for polling; older ones are forg
 
 @dataclass
 class Job:
-    """One ingest job: ``state`` is queued, running, done or failed."""
+    """One ingest job: ``state`` is receiving (its files are being saved), queued, running,
+    done or failed."""
 
     id: str
     source: str
@@ -62,16 +62,19 @@ class Jobs:
     """Runs ingest jobs one after another on a worker thread.
 
     ``ingest(source, files, actor, progress)`` does the work (the engine's ingest under the
-    server's write lock); ``on_done`` sees each summary (metrics).
+    server's write lock); ``on_done`` sees each summary (metrics); ``after`` runs when any
+    job ends (the sweep of uploaded files that were not stored).
     """
 
     def __init__(
         self,
         ingest: Callable[[str, list[Path], str, Callable[[int, int], None]], IngestSummary],
         on_done: Callable[[IngestSummary], None] | None = None,
+        after: Callable[[], object] | None = None,
     ) -> None:
         self._ingest = ingest
         self._on_done = on_done
+        self._after = after
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -80,13 +83,27 @@ class Jobs:
     def next_id(self) -> str:
         return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{next(self._ids)}"
 
-    def submit(self, job_id: str, source: str, files: list[Path], *, actor: str) -> Job:
-        job = Job(id=job_id, source=source, actor=actor, total=len(files))
+    def receive(self, source: str, *, actor: str) -> Job:
+        """A new job whose files are about to be saved (the sweep leaves them alone)."""
+        job = Job(id=self.next_id(), source=source, actor=actor, total=0, state="receiving")
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()
+        return job
+
+    def start(self, job: Job, files: list[Path]) -> Job:
+        """Queue the job on its saved files."""
+        job.total, job.state = len(files), "queued"
         self._pool.submit(self._run, job, files)
         return job
+
+    def fail(self, job: Job, error: str) -> None:
+        job.state, job.error, job.finished_at = "failed", error, _now()
+
+    def busy_ids(self) -> set[str]:
+        """Jobs whose files must stay: being received, queued or running."""
+        with self._lock:
+            return {j.id for j in self._jobs.values() if j.state not in {"done", "failed"}}
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -101,7 +118,7 @@ class Jobs:
 
     def running(self) -> int:
         with self._lock:
-            return sum(j.state in {"queued", "running"} for j in self._jobs.values())
+            return sum(j.state in {"receiving", "queued", "running"} for j in self._jobs.values())
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -126,15 +143,16 @@ class Jobs:
             if self._on_done is not None:
                 self._on_done(summary)
         job.finished_at = _now()
+        if self._after is not None:
+            try:
+                self._after()
+            except Exception:  # a failed sweep is retried by the next one
+                log.exception("sweeping uploads after job %s failed", job.id)
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.state in {"done", "failed"}]
         for job in sorted(finished, key=lambda j: j.created_at)[:-KEEP_FINISHED]:
             del self._jobs[job.id]
-
-
-def file_source(files: list[Path], root: Path) -> FileListSource:
-    return FileListSource(files, root=root)
 
 
 def _now() -> str:

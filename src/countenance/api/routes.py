@@ -161,6 +161,7 @@ def retire_source(
 ) -> dict[str, Any]:
     with service.writing(state):
         removed = state.engine.retire_source(name, actor=principal.name)
+        service.sweep_uploads(state)
     return {"source": name, "retired": True, **removed}
 
 
@@ -214,6 +215,7 @@ def erase(
         receipt = state.engine.erase(
             photo=data, face_id=face_id, photo_id=photo_id, reason=reason, actor=principal.name
         )
+        service.sweep_uploads(state)
     return receipt.to_json()
 
 
@@ -247,7 +249,9 @@ def add_exclusion(
     body: NewExclusion,
 ) -> dict[str, Any]:
     with service.writing(state):
-        return state.engine.exclude(body.code, reason=body.reason, actor=principal.name)
+        done = state.engine.exclude(body.code, reason=body.reason, actor=principal.name)
+        service.sweep_uploads(state)
+    return done
 
 
 @router.delete("/policy/exclusions/{code}", summary="Lift an exclusion")

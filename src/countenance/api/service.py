@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import sqlalchemy as sa
+from PIL import Image
+
 from countenance import imaging
 from countenance.api.auth import Principal
 from countenance.api.errors import ApiError
 from countenance.api.records import photo_dates
 from countenance.api.state import ServerState
+from countenance.catalog import schema as s
 from countenance.errors import BackendError, InvalidArgument
 from countenance.governance.access import JSON_NAME
 from countenance.sources.folder import FileListSource
 from countenance.types import IngestSummary
+
+log = logging.getLogger("countenance.api")
 
 WRITE_WAIT_SECONDS = 30.0
 
@@ -119,6 +127,11 @@ def safe_name(filename: str | None, n: int) -> str:
     return f"{n:04d}-{base}"
 
 
+def uploads_dir(state: ServerState) -> Path:
+    """Where the server keeps the photos uploaded into sources: ``SOURCE_ID/JOB/NNNN-name``."""
+    return (state.engine.data_dir / "uploads").resolve()
+
+
 def upload(
     state: ServerState, principal: Principal, source: str, files: list[tuple[str | None, BinaryIO]]
 ) -> dict[str, Any]:
@@ -128,17 +141,73 @@ def upload(
     info = state.engine.catalog.get_source(source)  # NotFound for an unknown source
     if info.retired_at is not None:
         raise InvalidArgument(f"source {source!r} is retired")
-    job_id = state.jobs.next_id()
-    folder = state.engine.data_dir / "uploads" / str(info.id) / job_id
-    folder.mkdir(parents=True, exist_ok=True)
-    saved: list[Path] = []
-    for n, (filename, fh) in enumerate(files):
-        path = folder / safe_name(filename, n)
-        with path.open("wb") as out:
-            while chunk := fh.read(1 << 20):
-                out.write(chunk)
-        saved.append(path)
-    return state.jobs.submit(job_id, source, saved, actor=principal.name).to_json()
+    job = state.jobs.receive(source, actor=principal.name)
+    folder = uploads_dir(state) / str(info.id) / job.id
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        saved: list[Path] = []
+        for n, (filename, fh) in enumerate(files):
+            path = folder / safe_name(filename, n)
+            with path.open("wb") as out:
+                while chunk := fh.read(1 << 20):
+                    out.write(chunk)
+            saved.append(_with_image_suffix(path))
+    except OSError as exc:
+        state.jobs.fail(job, f"cannot save the upload: {exc.strerror or exc}")
+        raise BackendError(f"cannot save the upload: {exc.strerror or exc}") from exc
+    return state.jobs.start(job, saved).to_json()
+
+
+_SUFFIX_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
+_SUFFIX_OF_FORMAT |= {"TIFF": ".tiff", "PPM": ".ppm"}
+
+
+def _with_image_suffix(path: Path) -> Path:
+    """The file, renamed to the suffix of its format when its name has no image suffix
+    (ingest takes only image suffixes; an API client may send any name or none)."""
+    if path.suffix.lower() in imaging.IMAGE_SUFFIXES:
+        return path
+    try:
+        with Image.open(path) as image:
+            suffix = _SUFFIX_OF_FORMAT.get(image.format or "")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return path  # not an image: ingest reports it
+    if suffix is None:
+        return path
+    return path.rename(path.with_name(path.name + suffix))
+
+
+def sweep_uploads(state: ServerState) -> int:
+    """Delete uploaded files that no stored photo refers to: erased, retired, excluded,
+    expired, or never stored (a bad file, a duplicate). Files of jobs still receiving, queued
+    or running are left alone. Returns how many were deleted.
+
+    An uploaded copy is the server's own, so what erasure removes from the catalog goes
+    from the disk too.
+    """
+    root = uploads_dir(state)
+    if not root.is_dir():
+        return 0
+    busy = state.jobs.busy_ids()
+    p = s.photos
+    prefix = str(root) + os.sep
+    with state.engine.catalog.db.connect() as conn:
+        # LIKE may match more than the prefix ("_" is a wildcard): startswith decides
+        rows = conn.execute(sa.select(p.c.uri).where(p.c.uri.like(prefix + "%"))).scalars()
+        kept = {uri for uri in rows if uri.startswith(prefix)}
+    removed = 0
+    for job_dir in root.glob("*/*"):
+        if not job_dir.is_dir() or job_dir.name in busy:
+            continue
+        for path in job_dir.iterdir():
+            if str(path) not in kept:
+                path.unlink(missing_ok=True)
+                removed += 1
+        with contextlib.suppress(OSError):
+            job_dir.rmdir()  # only when empty
+    if removed:
+        log.info("deleted %d uploaded files no stored photo refers to", removed)
+    return removed
 
 
 def run_ingest(

@@ -182,6 +182,7 @@ class ServerState:
             on_done=lambda summary: state.metrics.ingested(
                 summary.photos, summary.faces, sum(summary.bad_files.values())
             ),
+            after=lambda: service.sweep_uploads(state),
         )
         state.metrics = Metrics(engine.index.count, state.jobs.running)
         return state

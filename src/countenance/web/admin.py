@@ -110,6 +110,7 @@ def retire_source(
             raise ApiError(403, "forbidden", "the role may not retire sources")
         with service.writing(state):
             state.engine.retire_source(name, actor=session.principal.name)
+            service.sweep_uploads(state)
     except (ApiError, CountenanceError) as exc:
         message, status = error_message(exc)
         return _sources_page(request, session, status_code=status, error=message)
@@ -162,6 +163,7 @@ def exclude(
             done = state.engine.exclude(
                 code, reason=reason.strip() or None, actor=session.principal.name
             )
+            service.sweep_uploads(state)
     except (ApiError, CountenanceError) as exc:
         message, status = error_message(exc)
         return _policy_page(request, session, status_code=status, error=message)
@@ -232,6 +234,7 @@ def erase(
             receipt = state.engine.erase(
                 photo=data, face_id=face, reason=reason, actor=session.principal.name
             )
+            service.sweep_uploads(state)
     except (ApiError, CountenanceError) as exc:
         message, status = error_message(exc)
         return _erasures_page(request, session, status_code=status, error=message)
