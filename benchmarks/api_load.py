@@ -194,7 +194,6 @@ def load(url: str, key: str, probe: bytes, concurrency: int, seconds: float) -> 
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    start = threading.Barrier(concurrency + 1)
     deadline = 0.0
 
     def client_loop() -> None:
@@ -213,7 +212,26 @@ def load(url: str, key: str, probe: bytes, concurrency: int, seconds: float) -> 
                     if failure is not None:
                         errors.append(failure)
 
+    health: list[float] = []
+    health_errors = 0
+
+    def health_loop() -> None:  # the server keeps answering its liveness probe under load
+        nonlocal health_errors
+        with httpx.Client(timeout=30) as client:
+            start.wait()
+            while time.monotonic() < deadline:
+                began = time.perf_counter()
+                try:
+                    ok = client.get(f"{url}/healthz").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                health.append(time.perf_counter() - began)
+                health_errors += not ok
+                time.sleep(0.5)
+
     threads = [threading.Thread(target=client_loop) for _ in range(concurrency)]
+    threads.append(threading.Thread(target=health_loop))
+    start = threading.Barrier(len(threads) + 1)
     for thread in threads:
         thread.start()
     began = time.monotonic()
@@ -232,6 +250,9 @@ def load(url: str, key: str, probe: bytes, concurrency: int, seconds: float) -> 
         "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
         "max_ms": round(float(ms.max()), 1) if len(ms) else None,
+        "healthz_checks": len(health),
+        "healthz_errors": health_errors,
+        "healthz_max_ms": round(max(health) * 1000.0, 1) if health else None,
     }
 
 

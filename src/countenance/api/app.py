@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
@@ -26,6 +27,8 @@ from countenance.api.uploads import BodyLimit
 from countenance.config import Settings
 from countenance.engine import Engine
 from countenance.vision.pipeline import FacePipeline
+
+THREADS = 128  # worker threads for sync routes (anyio's default is 40)
 
 
 def create_app(
@@ -46,6 +49,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # sync routes run in worker threads; searches hold theirs while they wait for the
+        # models, so allow more than anyio's 40 lest page loads queue behind a search burst
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         if load_models or settings.search_workers > 1:
             await run_in_threadpool(state.load_models)
         # what retention purged when the store opened goes from the uploads folder too
@@ -75,12 +81,14 @@ def create_app(
     app.include_router(admin.router)
     app.mount("/static", StaticFiles(packages=[("countenance.web", "static")]), name="static")
 
+    # async, so they answer on the event loop even while every worker thread is busy
+    # (searches queue for the face models): a liveness probe must not queue behind them
     @app.get("/healthz", include_in_schema=True, summary="Liveness: answers while serving")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         return {"status": "ok", "indexed": state.engine.index.count()}
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics(_request: Request) -> Response:
+    async def metrics(_request: Request) -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     # added innermost first: metrics see every answer, the body limit's 413s included
