@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
-#   make run PHOTOS=DIR PROBE=PHOTO   index DIR into ./countenance-data and search it for PROBE
-#   make test                         lint, type-check and run the whole test suite
+#   make run [PHOTOS=DIR] [PROBE=PHOTO]  index DIR into ./countenance-data, search it for PROBE,
+#                                        then serve the API and browser UI on 127.0.0.1:8000
+#   make test                            lint, type-check and run the whole test suite
 # Both create the virtual environment in .venv and install into it from scratch.
 
 PYTHON ?= python3
@@ -15,6 +16,9 @@ ACTOR ?= $(shell id -un)
 PURPOSE ?= find where the people in PROBE appear in PHOTOS
 CASE ?= make-run
 PYTEST_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+ADMIN ?= admin
 
 .PHONY: run test lint typecheck venv clean
 
@@ -27,10 +31,12 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 run: $(BIN)/.installed
-	@test -n "$(PHOTOS)" -a -n "$(PROBE)" || { echo "usage: make run PHOTOS=DIR PROBE=PHOTO"; exit 2; }
 	$(BIN)/countenance --data $(DATA) sources add $(SOURCE) --basis $(BASIS) --exist-ok
-	$(BIN)/countenance --data $(DATA) ingest $(PHOTOS) --source $(SOURCE)
-	$(BIN)/countenance --data $(DATA) search $(PROBE) --actor "$(ACTOR)" --purpose "$(PURPOSE)" --case "$(CASE)"
+	@if [ -n "$(PHOTOS)" ]; then set -x; \
+	    $(BIN)/countenance --data $(DATA) ingest $(PHOTOS) --source $(SOURCE); fi
+	@if [ -n "$(PROBE)" ]; then set -x; \
+	    $(BIN)/countenance --data $(DATA) search $(PROBE) --actor "$(ACTOR)" --purpose "$(PURPOSE)" --case "$(CASE)"; fi
+	$(BIN)/countenance --data $(DATA) serve --host $(HOST) --port $(PORT) --first-admin $(ADMIN)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

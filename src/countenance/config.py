@@ -96,6 +96,20 @@ class Settings:
     )
     workers: int = _setting(0, "Ingest worker processes; 0 means one per CPU core.")
     top: int = _setting(10, "Matches returned per probe face by default.")
+    max_upload_bytes: int = _setting(
+        20 * 1024 * 1024, "Largest request body the server accepts (photo uploads), in bytes."
+    )
+    api_rate_per_minute: int = _setting(
+        600, "Requests one API key may make to /v1 in any minute (0: no limit)."
+    )
+    search_workers: int = _setting(
+        1,
+        "Processes the server analyses probe photos in (dlib runs one analysis at a time per"
+        " process); 1: in the server process.",
+    )
+    keep_probes: bool = _setting(
+        False, "The server keeps uploaded probe photos in data_dir/probes (default: memory only)."
+    )
     index_save_seconds: float = _setting(
         30.0,
         "During ingest, the index is saved at least this often (crash recovery is by"

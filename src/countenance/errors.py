@@ -1,7 +1,8 @@
 """One error tree for the whole engine.
 
 Every error countenance raises on purpose derives from :class:`CountenanceError`, so a caller
-can catch that one class. The edges translate it once: the CLI prints the message and exits 1.
+can catch that one class. The edges translate it once: the CLI prints the message and exits
+1; the server answers ``{"error": {"code": ..., "message": ...}}`` with a fitting status code.
 
 ::
 
@@ -9,6 +10,7 @@ can catch that one class. The edges translate it once: the CLI prints the messag
     ├── BadImage              a file that cannot be decoded, is too large, or is not an image
     ├── NoFaceFound           a probe with no usable face in it
     ├── PolicyDenied          governance refused the operation (no lawful basis, ...)
+    │   └── RateLimited          too many requests or searches in the last minute
     ├── SpaceMismatch         embeddings from two different EmbeddingSpaces met
     ├── NotFound              a named source, photo or face does not exist
     ├── InvalidArgument       a value outside what the operation accepts
@@ -56,6 +58,12 @@ class PolicyDenied(CountenanceError):
     """Governance refused the operation, e.g. a source without a lawful basis."""
 
     code = "policy_denied"
+
+
+class RateLimited(PolicyDenied):
+    """An actor or API key went past its rate limit; it may try again later."""
+
+    code = "rate_limited"
 
 
 class SpaceMismatch(CountenanceError):

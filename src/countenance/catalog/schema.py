@@ -182,6 +182,20 @@ suppressions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# API keys (countenance.catalog.keys): only a SHA-256 of each key is kept; the name is the
+# audit actor of every request made with it.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
+
 
 def check_text(table: sa.Table, values: Mapping[str, Any]) -> None:
     """Refuse a string longer than its column or holding a NUL character.
@@ -246,6 +260,10 @@ def _v4_governance(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[exclusions, suppressions])
 
 
+def _v5_api_keys(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[api_keys])
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
@@ -254,6 +272,7 @@ MIGRATIONS: list[Migration] = [
     (2, "audit log", _v2_audit),
     (3, "source retirement, photo expiry", _v3_retention),
     (4, "jurisdictions, exclusions, suppressions, minors", _v4_governance),
+    (5, "api keys", _v5_api_keys),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -15,7 +15,7 @@ import click
 from rich.table import Table
 
 from countenance.catalog.schema import LAWFUL_BASES
-from countenance.cli import governance
+from countenance.cli import governance, server
 from countenance.cli.common import (
     Context,
     pass_ctx,
@@ -382,7 +382,7 @@ def eval_identify_cmd(
     )
 
 
-for _command in governance.COMMANDS:
+for _command in [*governance.COMMANDS, *server.COMMANDS]:
     cli.add_command(_command)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from countenance.catalog.governance import covers, iso3166, iso_utc
-from countenance.errors import InvalidArgument, PolicyDenied
+from countenance.errors import InvalidArgument, PolicyDenied, RateLimited
 from countenance.ports import Ids, Vectors
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def authorize_search(engine: Engine, actor: str, purpose: str, case: str | None)
         since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
         recent = engine.audit.events(actor=actor, action="search", since=since)
         if len(recent) >= limit:
-            raise PolicyDenied(
+            raise RateLimited(
                 f"{actor!r} has run {len(recent)} searches in the last minute, the limit"
                 f" is {limit}; wait and try again"
             )

@@ -1,0 +1,1 @@
+"""The browser UI: server-rendered pages (Jinja2), one CSS file and one small script."""
