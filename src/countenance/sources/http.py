@@ -115,8 +115,9 @@ def check_address(address: str, *, allow_private: bool = False) -> None:
         if inner is not None:
             check_address(str(inner), allow_private=allow_private)
             return
+    # ::1 counts as reserved (::/8) too: loopback is judged first
     never = ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
-    if never:
+    if never and not ip.is_loopback:
         raise FetchRefused(
             f"{ip}: link-local, multicast, unspecified or reserved address; never fetched",
             reason="private_address",
