@@ -37,3 +37,17 @@ def jpeg_of(data: bytes, quality: int = 80, scale: float = 1.0) -> bytes:
 
 def open_fake_engine(data: Path, **settings: Any) -> Engine:
     return Engine(Settings(data_dir=data, workers=1, **settings), pipeline=fake_pipeline())
+
+
+def scene_png(seed: int, size: int = 160) -> bytes:
+    """A distinct synthetic photo with structure at every scale, like a real one (smooth
+    random shapes plus fine texture), as PNG. The fake detector sees it as one 'face'."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 250, (6, 6, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-12, 12, (size, size, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 249).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
