@@ -11,6 +11,7 @@ transport routes to the loopback server.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +47,8 @@ class Route:
 class LoopbackServer:
     """Serves ``routes`` (exact paths) and ``prefixes`` (path prefix -> handler of the path)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.prefixes: dict[str, Callable[[str], tuple[int, dict[str, str], bytes]]] = {}
         self.log: list[Logged] = []
@@ -85,6 +87,8 @@ class LoopbackServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -99,7 +103,7 @@ class LoopbackServer:
         self.httpd.server_close()
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def add(self, path: str, body: bytes = b"", **kw: object) -> str:
         self.routes[path] = Route(body, **kw)  # type: ignore[arg-type]
@@ -132,8 +136,10 @@ class GuardTransport(httpx.BaseTransport):
     """Lets requests reach 127.0.0.0/8 (and PUBLIC_IP, routed to the loopback server) only;
     anything else fails the test before a connection is attempted."""
 
-    def __init__(self, server: LoopbackServer | None = None) -> None:
-        self.inner = httpx.HTTPTransport(retries=0)
+    def __init__(
+        self, server: LoopbackServer | None = None, verify: ssl.SSLContext | bool = True
+    ) -> None:
+        self.inner = httpx.HTTPTransport(retries=0, verify=verify)
         self.server = server
         self.hosts: list[str] = []  # every address a request was sent to
         self.violations: list[str] = []

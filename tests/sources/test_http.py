@@ -270,3 +270,19 @@ def test_magic_bytes() -> None:
     assert not is_image_bytes(b"RIFF\0\0\0\0AVI ")
     assert not is_image_bytes(b"<svg xmlns=...")
     assert not is_image_bytes(b"")
+
+
+def test_crawl_delay_and_min_interval_space_requests_to_one_host(
+    server: LoopbackServer, make_fetcher: MakeFetcher
+) -> None:
+    server.add("/robots.txt", b"User-agent: *\nCrawl-delay: 2\n")
+    server.add("/a.png", PNG, headers={"Content-Type": "image/png"})
+    slept: list[float] = []
+    fetcher = make_fetcher(allow_private=True, sleep=slept.append)
+    fetcher.fetch_image(server.url("/a.png"), 1 << 20)
+    fetcher.fetch_image(server.url("/a.png"), 1 << 20)
+    assert len(slept) == 2 and all(1.5 < s <= 2.0 for s in slept)
+    capped = make_fetcher(allow_private=True, sleep=slept.append, retry_after_max_s=0.5)
+    slept.clear()
+    capped.fetch_image(server.url("/a.png"), 1 << 20)
+    assert slept and max(slept) <= 0.5  # a robots.txt cannot stall the ingest past the cap

@@ -160,7 +160,9 @@ class Fetcher:
     """The one way countenance talks HTTP. Thread-safe; close it when done.
 
     ``transport`` replaces the network (tests pass one that refuses anything outside
-    127.0.0.0/8), ``resolver`` replaces DNS, ``sleep`` replaces waiting.
+    127.0.0.0/8), ``resolver`` replaces DNS, ``sleep`` replaces waiting. An injected
+    transport is one connection pool for every host; without one, each host name gets its
+    own, so a TLS connection made for one name never carries another's requests.
     """
 
     def __init__(
