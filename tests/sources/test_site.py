@@ -50,7 +50,12 @@ def _site(server: LoopbackServer) -> str:
         ),
         headers=HTML,
     )
-    server.add("/a.html", _page(images=["img/2.png", "/img/1.png#dup"]), headers=HTML)
+    server.add(
+        "/a.html",
+        _page(images=["img/2.png", "/img/1.png#dup"], links=["/img/4.png", "/huge.html"]),
+        headers=HTML,
+    )
+    server.add("/huge.html", b"<html>" + b" " * 200_000 + b"</html>", headers=HTML)
     server.add("/sub.html", _page(images=["/img/3.png"]), headers=HTML)
     server.add(
         "/noai.html",
@@ -65,7 +70,7 @@ def _site(server: LoopbackServer) -> str:
     server.add("/to-outside", status=302, headers={"Location": f"http://other.example:{port}/"})
     server.add("/private/secret.html", _page(images=["/img/secret.png"]), headers=HTML)
     server.add("/hidden.html", _page(images=["/img/hidden.png"]), headers=HTML)
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 4):
         server.add(f"/img/{n}.png", scene_png(n), headers=PNG)
     for name in ("noai", "secret", "hidden"):
         server.add(f"/img/{name}.png", scene_png(10), headers=PNG)
@@ -81,7 +86,8 @@ def test_a_crawl_stays_inside_its_allow_list_and_robots_txt(
     tmp_path: Path, server: LoopbackServer, make_fetcher: Callable[..., Fetcher]
 ) -> None:
     site = _site(server)
-    fetcher = make_fetcher()  # "public" addresses: no --allow-private-addresses needed
+    # "public" addresses: no --allow-private-addresses needed
+    fetcher = make_fetcher(max_page_bytes=100_000)
     crawl = SiteSource(
         site + "/",
         fetcher=fetcher,
@@ -92,7 +98,7 @@ def test_a_crawl_stays_inside_its_allow_list_and_robots_txt(
     with open_fake_engine(tmp_path / "data") as db:
         db.add_source("ours", basis="legitimate_interest", kind="site")
         summary = db.ingest(crawl, source="ours")
-        assert (summary.photos, summary.faces) == (3, 3)
+        assert (summary.photos, summary.faces) == (4, 4)
         rows = {
             m.uri: m.page_url
             for f in db.search(scene_png(2), actor="a", purpose="p", case="c").faces
@@ -108,6 +114,8 @@ def test_a_crawl_stays_inside_its_allow_list_and_robots_txt(
     assert len(crawl.pages) == 8  # the endless chain stopped at --max-pages
     assert sum(1 for p in paths if p.startswith("/endless/")) <= 8
     assert any("outside the allowed domains" in e for e in crawl.errors)  # /to-outside
+    assert any("huge.html" in e and "limit of 100000" in e for e in crawl.errors)
+    assert "/img/4.png" in paths  # a linked photo is collected, not crawled as a page
 
 
 def test_max_depth_bounds_the_crawl(

@@ -246,7 +246,8 @@ class Fetcher:
         """The photo at ``url``: refused (FetchRefused) unless it is an image by type and
         bytes, within ``max_bytes``, allowed by robots.txt and X-Robots-Tag; raises
         NotModified when the cache says it is stored and the server says it is unchanged."""
-        headers: dict[str, str] = {"Accept": "image/*"}
+        # identity: photos are compressed already, and a gzip-encoded body is a bomb vector
+        headers: dict[str, str] = {"Accept": "image/*", "Accept-Encoding": "identity"}
         known = self.cache.validators(url) if self.cache is not None else None
         if known is not None:
             etag, modified = known

@@ -16,7 +16,9 @@ It honours, besides everything the :class:`~countenance.sources.http.Fetcher` en
 - ``nofollow`` in the same places: the page's links are not followed.
 
 Pages are fetched while listing items (the crawl); photos only when ingest reads each one.
-Every photo's provenance names the page it was first found on (``page_url``). Pages that fail
+Photos are ``<img src>`` and ``srcset`` URLs and links whose path ends like a photo
+(``<a href="full/1.jpg">``, never crawled as pages). Every photo's provenance names the page it
+was first found on (``page_url``). Pages that fail
 are logged and listed in :attr:`SiteSource.errors`; they never stop the crawl.
 
 Example::
@@ -33,11 +35,12 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 import httpx
 
 from countenance.errors import CountenanceError, InvalidArgument
+from countenance.imaging import IMAGE_SUFFIXES
 from countenance.ports import Item
 from countenance.sources.http import Fetcher
 from countenance.sources.manifest import UrlItem
@@ -157,7 +160,8 @@ class SiteSource:
             robots = parsed.robots | _directives(page.headers.get("x-robots-tag", ""))
             base = urljoin(page.url, parsed.base) if parsed.base else page.url
             if not robots & {"noai", "noimageai", "noindex", "none"}:
-                for src in parsed.images:
+                linked = [h for h in parsed.links if _looks_like_photo(urljoin(base, h.strip()))]
+                for src in [*parsed.images, *linked]:
                     photo = urldefrag(urljoin(base, src.strip()))[0]
                     if photo in photos or not self.allowed(photo):
                         continue
@@ -169,9 +173,16 @@ class SiteSource:
                 continue
             for href in parsed.links:
                 link = urldefrag(urljoin(base, href.strip()))[0]
+                if _looks_like_photo(link):
+                    continue  # a link to a full-size photo is collected above, not crawled
                 if link not in queued and self.allowed(link):
                     queued.add(link)
                     queue.append((link, depth + 1))
+
+
+def _looks_like_photo(url: str) -> bool:
+    path = urlsplit(url).path.lower()
+    return any(path.endswith(suffix) for suffix in IMAGE_SUFFIXES)
 
 
 def _charset(page: object) -> str:
