@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from countenance import imaging
-from countenance.catalog.collect import FetchCache, duplicate_count
+from countenance.catalog.collect import FetchCache, copies_of, duplicate_count
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import SqlCatalog
 from countenance.config import Settings
@@ -381,6 +381,7 @@ class Engine:
         # (a crash between the two) is dropped here rather than shown
         sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 8)
         rows = self.catalog.face_rows(int(i) for i in np.unique(ids) if i >= 0)
+        copies = copies_of(self.catalog.db, (row.photo_id for row in rows.values()))
         results = []
         for q in range(len(vectors)):
             matches = []
@@ -399,6 +400,7 @@ class Engine:
                         photo_id=row.photo_id,
                         page_url=row.page_url,
                         uri=row.photo_uri,
+                        also_at=tuple(copies.get(row.photo_id, ())),
                     )
                 )
                 if len(matches) == k:

@@ -182,6 +182,7 @@ class Match:
     photo_id: int = 0
     page_url: str | None = None  # the page the photo was found on, when a source said
     uri: str = ""  # the photo itself (path or URL); ``photo`` is page_url or else this
+    also_at: tuple[str, ...] = ()  # where near-duplicates of the photo were found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,6 +192,7 @@ class Match:
             "photo": self.photo,
             "page_url": self.page_url,
             "uri": self.uri,
+            "also_at": list(self.also_at),
             "source": self.source,
             "box": self.box.as_list(),
         }

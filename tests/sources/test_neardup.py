@@ -69,6 +69,8 @@ def test_a_near_duplicate_is_linked_not_embedded_and_goes_with_its_original(
         assert st.to_json()["duplicates"] == 2
         (face,) = db.search(red, **WHO).faces
         assert len(face.matches) == 1  # the original's face only: nothing embedded twice
+        also = face.matches[0].to_json()["also_at"]
+        assert sorted(Path(a).name for a in also) == ["red-copy.jpg", "red-small.jpg"]
         # erasing the original's face takes its copies' rows with it (and their provenance)
         db.erase(photo_id=face.matches[0].photo_id, reason="test", actor="dpo")
         st = db.status()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -76,6 +77,27 @@ def photo_id_of(db: sa.Engine, sha256: str) -> int | None:
         found = conn.execute(sa.select(s.photos.c.id).where(s.photos.c.sha256 == sha256))
         value = found.scalar()
     return None if value is None else int(value)
+
+
+def copies_of(db: sa.Engine, photo_ids: Iterable[int], limit: int = 50) -> dict[int, list[str]]:
+    """For each stored original, where its near-duplicates were found (each copy's page URL,
+    else its URI), at most ``limit`` each: the other places a matched photo appears."""
+    p = s.photos
+    wanted = sorted({int(i) for i in photo_ids})
+    out: dict[int, list[str]] = {}
+    with db.connect() as conn:
+        for i in range(0, len(wanted), 900):
+            query = (
+                sa.select(p.c.duplicate_of, p.c.page_url, p.c.uri)
+                .where(p.c.duplicate_of.in_(wanted[i : i + 900]))
+                .order_by(p.c.id)
+            )
+            for original, page_url, uri in conn.execute(query):
+                found = out.setdefault(int(original), [])
+                where = page_url or uri
+                if len(found) < limit and where not in found:
+                    found.append(where)
+    return out
 
 
 def duplicate_count(db: sa.Engine) -> int:
