@@ -286,3 +286,14 @@ def test_crawl_delay_and_min_interval_space_requests_to_one_host(
     slept.clear()
     capped.fetch_image(server.url("/a.png"), 1 << 20)
     assert slept and max(slept) <= 0.5  # a robots.txt cannot stall the ingest past the cap
+
+
+def test_host_header_names_the_host_not_the_pinned_address() -> None:
+    import httpx
+
+    fetcher = Fetcher(user_agent="t")
+    pinned = fetcher._request(httpx.URL("https://93.184.216.34/a.png"), "example.org", {})
+    assert pinned.headers["Host"] == "example.org"
+    assert pinned.extensions["sni_hostname"] == "example.org"
+    v6 = fetcher._request(httpx.URL("http://[::1]:8080/a.png"), "::1", {})
+    assert v6.headers["Host"] == "[::1]:8080" and "sni_hostname" not in v6.extensions

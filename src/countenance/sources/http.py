@@ -398,7 +398,8 @@ class Fetcher:
         sent = dict(headers)
         sent["User-Agent"] = self.user_agent
         default_port = 443 if target.scheme == "https" else 80
-        sent["Host"] = host if target.port in (None, default_port) else f"{host}:{target.port}"
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal
+        sent["Host"] = name if target.port in (None, default_port) else f"{name}:{target.port}"
         extensions = {"timeout": self.timeout.as_dict()}
         if target.scheme == "https":
             extensions["sni_hostname"] = host  # type: ignore[assignment]
