@@ -116,6 +116,10 @@ class Settings:
         0.5, "Least time between two requests to one host, in seconds (politeness)."
     )
     fetch_per_host: int = _setting(2, "Requests in flight to one host at most.")
+    fetch_read_ahead: int = _setting(
+        4,
+        "Photos of a manifest or site fetched ahead, in threads, while one is analysed (0: none).",
+    )
     fetch_max_redirects: int = _setting(5, "Redirects followed per fetch, each hop re-checked.")
     max_page_bytes: int = _setting(
         5 * 1024 * 1024, "Largest HTML page (site crawl) or robots.txt read, in bytes."

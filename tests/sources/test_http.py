@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from countenance.errors import FetchRefused, NotModified
-from countenance.sources.http import Fetcher, check_address, is_image_bytes
+from countenance.sources.addresses import check_address
+from countenance.sources.http import Fetcher, is_image_bytes
 from tests.sources.loopback import PUBLIC_IP, GuardTransport, LoopbackServer
 from tests.sources.photos import noise_png
 

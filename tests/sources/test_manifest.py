@@ -151,3 +151,32 @@ def test_a_photo_fetched_but_never_stored_is_fetched_in_full_again(
             summary = db.ingest(ManifestSource(manifest, fetcher=fetcher), source="news")
         assert summary.photos == 1
         assert "If-None-Match" not in server.log[-1].headers
+
+
+def test_read_ahead_fetches_in_threads_and_keeps_order_and_errors(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    from tests.sources.photos import scene_png
+
+    server.add("/robots.txt", b"", status=404)
+    lines = ["url,page_url"]
+    for n in range(12):
+        path = f"/{n}.png"
+        if n != 5:  # 5 is missing: its error must reach the summary, in its place
+            server.add(path, scene_png(n), headers={"Content-Type": "image/png"}, etag=f'"{n}"')
+        lines.append(f"{server.url(path)},https://x.example/{n}")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    with open_fake_engine(tmp_path / "data") as db:
+        db.add_source("s", basis="consent")
+        with db.fetcher(allow_private=True, min_interval_s=0.0, per_host=3) as fetcher:
+            src = ManifestSource(manifest, fetcher=fetcher, read_ahead=4)
+            summary = db.ingest(src, source="s")
+            src.close()
+        assert (summary.photos, summary.bad_files) == (11, {"http_error": 1})
+        assert summary.errors[0]["photo"] == server.url("/5.png")
+        assert server.paths().count("/robots.txt") == 1
+        rows = _photos(f"sqlite:///{tmp_path / 'data' / 'catalog.db'}")
+        assert [r["page_url"] for r in rows] == [
+            f"https://x.example/{n}" for n in range(12) if n != 5
+        ]

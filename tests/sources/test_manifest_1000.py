@@ -72,7 +72,9 @@ def test_a_manifest_of_1000_urls_shows_page_urls_and_refetches_nothing(
     fetch = {"allow_private": True, "min_interval_s": 0.0, "transport": guard}
     started = time.monotonic()
     with engine.fetcher(**fetch) as fetcher:
-        first = engine.ingest(ManifestSource(manifest, fetcher=fetcher), source="gallery")
+        src = ManifestSource(manifest, fetcher=fetcher, read_ahead=4)
+        first = engine.ingest(src, source="gallery")
+        src.close()
     first_s = time.monotonic() - started
     assert first.bad_files == {}, first.errors[:5]
     assert first.photos == 1000 and first.faces >= 27

@@ -266,6 +266,7 @@ def ingest(
                 allow_domains=allow_domains,
                 max_pages=max_pages or ctx.settings.crawl_max_pages,
                 max_depth=ctx.settings.crawl_max_depth if max_depth is None else max_depth,
+                read_ahead=ctx.settings.fetch_read_ahead,
             )
             src: Any = crawl
         else:

@@ -31,7 +31,9 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +53,80 @@ _FALSE = {"", "0", "false", "no", "n"}
 
 @dataclass(frozen=True, slots=True)
 class UrlItem:
-    """A photo at a URL; :meth:`read` fetches it (see Fetcher.fetch_image)."""
+    """A photo at a URL; :meth:`read` fetches it (see Fetcher.fetch_image), or takes it from
+    the source's :class:`ReadAhead` when it has one."""
 
     url: str
     provenance: Provenance
     fetcher: Fetcher
     allow: UrlCheck | None = None  # asked about every redirect hop (a site's allow-list)
+    ahead: ReadAhead | None = None
+    index: int = -1  # in ``ahead``
 
     def read(self, max_bytes: int) -> bytes:
+        if self.ahead is not None:
+            return self.ahead.read(self.index, max_bytes)
+        return self.fetch(max_bytes)
+
+    def fetch(self, max_bytes: int) -> bytes:
         return self.fetcher.fetch_image(self.url, max_bytes, allow=self.allow)
+
+
+class ReadAhead:
+    """Fetches the next ``window`` photos of a source in threads while ingest analyses the one
+    before: ingest reads items one at a time, in order, and would otherwise wait on the
+    network for each. Every host's own limits (requests in flight, interval, robots.txt)
+    still hold, since all fetches go through the one Fetcher. At most ``window`` photos wait
+    in memory. An item read again, or out of order, is fetched directly.
+
+    Example::
+
+        ahead = ReadAhead(4)
+        items = [ahead.add(url, provenance, fetcher) for url, provenance in rows]
+        data = items[0].read(max_bytes)       # items 1..4 are on their way meanwhile
+        ahead.close()
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._items: list[UrlItem] = []
+        self._futures: dict[int, Future[bytes]] = {}
+        self._next = 0  # the first index not yet submitted
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def add(
+        self, url: str, provenance: Provenance, fetcher: Fetcher, allow: UrlCheck | None = None
+    ) -> UrlItem:
+        item = UrlItem(url, provenance, fetcher, allow, self if self.window > 0 else None)
+        item = dataclasses.replace(item, index=len(self._items))
+        self._items.append(item)
+        return item
+
+    def read(self, index: int, max_bytes: int) -> bytes:
+        with self._lock:
+            future = self._futures.pop(index, None)
+            if future is None and index >= self._next:
+                self._next = index
+            if self._next <= index + self.window:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.window, "countenance-fetch")
+                last = min(len(self._items), index + self.window + 1)
+                for j in range(self._next, last):
+                    self._futures[j] = self._pool.submit(self._items[j].fetch, max_bytes)
+                self._next = max(self._next, last)
+            if future is None:
+                future = self._futures.pop(index, None)
+        if future is None:  # read again, or out of order
+            return self._items[index].fetch(max_bytes)
+        return future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            self._futures.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +146,13 @@ class ManifestSource:
 
     kind = "manifest"
 
-    def __init__(self, path: str | os.PathLike[str], *, fetcher: Fetcher | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fetcher: Fetcher | None = None,
+        read_ahead: int = 0,
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise InvalidArgument(f"{self.path}: no such manifest file")
@@ -87,10 +160,18 @@ class ManifestSource:
             raise InvalidArgument(f"{self.path}: a manifest is a .csv or .jsonl file")
         self.root = self.path.resolve().parent
         self.fetcher = fetcher
+        self.read_ahead = read_ahead
+        self._ahead = ReadAhead(0)
 
     def items(self) -> Iterator[Item]:
+        self._ahead.close()
+        self._ahead = ReadAhead(self.read_ahead)
         for line, row in self._rows():
             yield self._item(line, row)
+
+    def close(self) -> None:
+        """Stop fetching ahead (photos in flight are finished, queued ones dropped)."""
+        self._ahead.close()
 
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
@@ -152,7 +233,7 @@ class ManifestSource:
             named = _with_uri(provenance, url)
             if self.fetcher is None:
                 return RefusedItem(named, f"{where}: no fetcher to fetch {url}", "bad_row")
-            return UrlItem(url, named, self.fetcher)
+            return self._ahead.add(url, named, self.fetcher)
         assert path is not None
         resolved = (self.root / path).resolve()
         if not resolved.is_relative_to(self.root):

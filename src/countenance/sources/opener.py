@@ -27,7 +27,7 @@ def open_path(
     """The source ``path`` names, by its suffix; a folder is always a folder."""
     p = Path(path)
     if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
-        return ManifestSource(p, fetcher=fetcher)
+        return ManifestSource(p, fetcher=fetcher, read_ahead=settings.fetch_read_ahead)
     if p.is_file() and is_archive(p):
         return ArchiveSource.from_settings(p, settings)
     return FolderSource(p)

@@ -43,7 +43,7 @@ from countenance.errors import CountenanceError, InvalidArgument
 from countenance.imaging import IMAGE_SUFFIXES
 from countenance.ports import Item
 from countenance.sources.http import Fetcher
-from countenance.sources.manifest import UrlItem
+from countenance.sources.manifest import ReadAhead
 from countenance.types import Provenance
 
 log = logging.getLogger("countenance")
@@ -119,6 +119,7 @@ class SiteSource:
         allow_domains: Iterable[str],
         max_pages: int = 200,
         max_depth: int = 3,
+        read_ahead: int = 0,
     ) -> None:
         self.domains = tuple(normalise_domain(d) for d in allow_domains)
         if not self.domains:
@@ -131,13 +132,21 @@ class SiteSource:
         self.fetcher = fetcher
         self.max_pages = max_pages
         self.max_depth = max_depth
+        self.read_ahead = read_ahead
+        self._ahead = ReadAhead(0)
         self.pages: list[str] = []  # pages fetched, in order
         self.errors: list[str] = []
+
+    def close(self) -> None:
+        """Stop fetching photos ahead."""
+        self._ahead.close()
 
     def allowed(self, url: str) -> bool:
         return in_domains(url, self.domains)
 
     def items(self) -> Iterator[Item]:
+        self._ahead.close()
+        self._ahead = ahead = ReadAhead(self.read_ahead)
         queue: deque[tuple[str, int]] = deque([(self.start_url, 0)])
         queued = {self.start_url}
         photos: set[str] = set()
@@ -166,7 +175,7 @@ class SiteSource:
                     if photo in photos or not self.allowed(photo):
                         continue
                     photos.add(photo)
-                    yield UrlItem(
+                    yield ahead.add(
                         photo, Provenance(photo, page_url=page.url), self.fetcher, self.allowed
                     )
             if robots & {"nofollow", "none"} or depth >= self.max_depth:
