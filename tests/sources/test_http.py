@@ -10,7 +10,7 @@ import pytest
 from countenance.errors import FetchRefused, NotModified
 from countenance.sources.addresses import check_address
 from countenance.sources.http import Fetcher, is_image_bytes
-from tests.sources.loopback import PUBLIC_IP, GuardTransport, LoopbackServer
+from tests.sources.loopback import PUBLIC_IP, GuardTransport, LoopbackServer, Route
 from tests.sources.photos import noise_png
 
 MakeFetcher = Callable[..., Fetcher]
@@ -139,7 +139,7 @@ def test_huge_and_lying_responses_are_refused(
 
         return 200, {"Content-Type": "image/png"}, chunks()
 
-    server.routes["/endless.png"] = server.routes["/big.png"].__class__(handler=endless)
+    server.routes["/endless.png"] = Route(handler=endless)
     server.add(
         "/short-length.png",
         PNG + b"\0" * 50_000,
@@ -177,7 +177,7 @@ def test_retries_back_off_and_honour_retry_after(
         status, headers = next(answers)
         return status, headers, PNG if status == 200 else b"busy"
 
-    server.routes["/flaky.png"] = server.routes["/robots.txt"].__class__(handler=flaky)
+    server.routes["/flaky.png"] = Route(handler=flaky)
     slept: list[float] = []
     fetcher = make_fetcher(allow_private=True, sleep=slept.append, backoff_s=0.5)
     assert fetcher.fetch_image(server.url("/flaky.png"), 1 << 20) == PNG
@@ -298,3 +298,33 @@ def test_host_header_names_the_host_not_the_pinned_address() -> None:
     assert pinned.extensions["sni_hostname"] == "example.org"
     v6 = fetcher._request(httpx.URL("http://[::1]:8080/a.png"), "::1", {})
     assert v6.headers["Host"] == "[::1]:8080" and "sni_hostname" not in v6.extensions
+
+
+def test_per_host_limit_bounds_requests_in_flight(
+    server: LoopbackServer, make_fetcher: MakeFetcher
+) -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    server.add("/robots.txt", b"", status=404)
+    lock = threading.Lock()
+    now = {"in": 0, "max": 0}
+
+    def slow(_: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            now["in"] += 1
+            now["max"] = max(now["max"], now["in"])
+        time.sleep(0.1)
+        with lock:
+            now["in"] -= 1
+        return 200, {"Content-Type": "image/png"}, PNG
+
+    server.routes["/slow.png"] = Route(handler=slow)
+    fetcher = make_fetcher(allow_private=True, per_host=2)
+    with ThreadPoolExecutor(6) as pool:
+        got = list(
+            pool.map(lambda _: fetcher.fetch_image(server.url("/slow.png"), 1 << 20), range(6))
+        )
+    assert got == [PNG] * 6
+    assert now["max"] == 2

@@ -317,6 +317,8 @@ class Fetcher:
         with its body unread."""
         attempt = 0
         while True:
+            asked: float | None = None
+            # the slot is held while the body streams: per_host bounds requests in flight
             with self._slot(host):
                 request = self._request(target, host, headers)
                 self.requests += 1
@@ -325,25 +327,25 @@ class Fetcher:
                 except httpx.TransportError as exc:
                     response = None
                     error: Exception = exc
-            if response is not None and response.status_code not in RETRY_STATUSES:
-                try:
-                    yield response
-                finally:
+                if response is not None and response.status_code not in RETRY_STATUSES:
+                    try:
+                        yield response
+                    finally:
+                        response.close()
+                    return
+                if response is not None:
                     response.close()
-                return
+                    error = FetchRefused(f"HTTP {response.status_code}", reason="http_error")
+                    asked = _retry_after(response.headers.get("retry-after"))
             wait = self.backoff_s * (2**attempt)
-            if response is not None:
-                response.close()
-                error = FetchRefused(f"HTTP {response.status_code}", reason="http_error")
-                asked = _retry_after(response.headers.get("retry-after"))
-                if asked is not None:
-                    if asked > self.retry_after_max_s:
-                        raise FetchRefused(
-                            f"{host}: asked to wait {asked:.0f} s, more than "
-                            f"{self.retry_after_max_s:.0f} s",
-                            reason="http_error",
-                        )
-                    wait = max(wait, asked)
+            if asked is not None:
+                if asked > self.retry_after_max_s:
+                    raise FetchRefused(
+                        f"{host}: asked to wait {asked:.0f} s, more than "
+                        f"{self.retry_after_max_s:.0f} s",
+                        reason="http_error",
+                    )
+                wait = max(wait, asked)
             attempt += 1
             out_of_time = time.monotonic() - started + wait > self.deadline_s
             if attempt > self.retries or out_of_time:
