@@ -176,6 +176,8 @@ def run_ingest(
                 engine._save_index()
                 last_save = time.monotonic()
         todo = []
+        # a fresh batch: a failed original must not send its copies round again
+        batch = _BatchHashes()
         for pending, original_digest, item in deferred:
             original = photo_id_of(engine.catalog.db, original_digest)
             if original is None:  # its original was not stored after all: analyse it

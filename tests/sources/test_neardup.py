@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
@@ -171,3 +172,29 @@ _V6_COLUMNS = {
     "phash_rgb",
     "duplicate_of",
 }
+
+
+@pytest.mark.timeout(120)  # the bug this guards against was an endless loop
+def test_a_copy_whose_original_fails_in_the_same_run_is_analysed_itself(tmp_path: Path) -> None:
+    from countenance.config import Settings
+    from countenance.engine import Engine
+    from countenance.vision.pipeline import FacePipeline
+    from tests.unit.fakes import FakeDetector, FakeEmbedder
+
+    class ChokesOnSmall(FakeDetector):
+        def detect(self, rgb):  # type: ignore[no-untyped-def]
+            if rgb.shape[1] == 160:
+                raise RuntimeError("the model chokes on this one")
+            return super().detect(rgb)
+
+    scene = scene_png(1)
+    _write(tmp_path / "a", "1-original.png", scene)  # 160 px: analysis fails
+    _write(tmp_path / "a", "2-copy.jpg", jpeg_of(scene, 90, scale=2.0))
+    _write(tmp_path / "a", "3-copy.jpg", jpeg_of(scene, 80, scale=2.0))
+    pipeline = FacePipeline(ChokesOnSmall(), FakeEmbedder(), min_face_px=20, min_sharpness=0.0)
+    with Engine(Settings(data_dir=tmp_path / "data", workers=1), pipeline=pipeline) as db:
+        db.add_source("a", basis="consent")
+        run = db.ingest(tmp_path / "a", source="a")
+    assert run.bad_files == {"analysis_failed": 1}
+    # the first copy stands in for the failed original; the second links to it
+    assert (run.photos, run.faces, run.near_duplicates) == (2, 1, 1)
