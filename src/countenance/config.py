@@ -115,6 +115,48 @@ class Settings:
         "During ingest, the index is saved at least this often (crash recovery is by"
         " repair from the catalog either way).",
     )
+    # collecting (manifests, sites, archives) ------------------------------------------------
+    user_agent: str = _setting(
+        "countenance/0.1 (operator contact not set: set COUNTENANCE_USER_AGENT)",
+        "User-Agent sent with every fetch; name a contact (URL or e-mail) so site owners can"
+        " reach the operator. robots.txt rules are matched on its first word.",
+    )
+    fetch_timeout_s: float = _setting(20.0, "Seconds to connect, or to wait for any read.")
+    fetch_deadline_s: float = _setting(
+        120.0, "Longest one fetch may take in all, however slowly the server sends."
+    )
+    fetch_retries: int = _setting(
+        3, "Retries of a fetch after a connection error, HTTP 5xx or 429, with back-off."
+    )
+    fetch_backoff_s: float = _setting(
+        1.0, "First back-off before a retry, in seconds; doubled at each retry."
+    )
+    fetch_retry_after_max_s: float = _setting(
+        60.0, "Longest Retry-After (or robots.txt Crawl-delay) honoured; a longer one fails."
+    )
+    fetch_min_interval_s: float = _setting(
+        0.5, "Least time between two requests to one host, in seconds (politeness)."
+    )
+    fetch_per_host: int = _setting(2, "Requests in flight to one host at most.")
+    fetch_read_ahead: int = _setting(
+        4,
+        "Photos of a manifest or site fetched ahead, in threads, while one is analysed (0: none).",
+    )
+    fetch_max_redirects: int = _setting(5, "Redirects followed per fetch, each hop re-checked.")
+    max_page_bytes: int = _setting(
+        5 * 1024 * 1024, "Largest HTML page (site crawl) or robots.txt read, in bytes."
+    )
+    crawl_max_pages: int = _setting(200, "Pages a site crawl fetches at most (--max-pages).")
+    crawl_max_depth: int = _setting(3, "Links a site crawl follows from its start (--max-depth).")
+    archive_max_entries: int = _setting(
+        100_000, "Archives with more entries than this are refused whole."
+    )
+    archive_max_total_bytes: int = _setting(
+        16 * 1024**3, "Most bytes an archive's entries may unpack to, in all; the rest is refused."
+    )
+    archive_max_ratio: float = _setting(
+        200.0, "Largest compression ratio of an archive entry (zip bombs exceed it by far)."
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

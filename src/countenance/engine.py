@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from countenance import imaging
+from countenance.catalog.collect import FetchCache, copies_of, duplicate_count
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import SqlCatalog
 from countenance.config import Settings
@@ -43,7 +44,8 @@ from countenance.ingest import worker_count
 from countenance.ingestion import ProgressCallback, run_ingest, suppressed
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
 from countenance.scoring import Bands, bands_for
-from countenance.sources.folder import FolderSource
+from countenance.sources.http import Fetcher
+from countenance.sources.opener import open_path
 from countenance.types import (
     EmbeddingSpace,
     IngestSummary,
@@ -274,21 +276,37 @@ class Engine:
 
         Resumable: photos whose bytes are already stored are skipped (by SHA-256), so an
         interrupted run is finished by running it again. Bad files are reported in the
-        summary and never stop the batch.
+        summary and never stop the batch. A ``.csv``/``.jsonl`` path is a manifest, a
+        ``.zip``/``.tar``/``.tar.gz`` path an archive (see countenance.sources).
         """
         info = self.catalog.get_source(source)  # a declared source has a lawful basis
         if info.retired_at is not None:
             raise PolicyDenied(f"source {source!r} was retired on {info.retired_at}")
-        src: Source = photos if isinstance(photos, Source) else FolderSource(photos)
         n_workers = worker_count(self.settings.workers if workers is None else workers)
         if n_workers < 1:
             raise InvalidArgument("workers must be at least 1")
-        with self._writer_lock():
-            summary = run_ingest(self, src, info, n_workers, progress)
+        with contextlib.ExitStack() as stack:
+            if isinstance(photos, Source):
+                src: Source = photos
+            else:  # a folder, a photo, a manifest (.csv/.jsonl) or an archive
+                src = open_path(photos, self.settings, fetcher=stack.enter_context(self.fetcher()))
+            close = getattr(src, "close", None)
+            if callable(close) and not isinstance(photos, Source):
+                stack.callback(close)
+            with self._writer_lock():
+                summary = run_ingest(self, src, info, n_workers, progress)
         totals = summary.to_json()
         del totals["errors"]
         self.audit.append(actor=actor or _os_user(), action="ingest", details=totals)
         return summary
+
+    def fetcher(self, **overrides: Any) -> Fetcher:
+        """An HTTP fetcher configured by the settings, remembering what it fetched in the
+        catalog so a re-run asks only for what changed; close it when done.
+
+        Example: ``with db.fetcher(allow_private=True) as f: db.ingest(SiteSource(...), ...)``.
+        """
+        return Fetcher.from_settings(self.settings, cache=FetchCache(self.catalog.db), **overrides)
 
     # search --------------------------------------------------------------------------------
 
@@ -363,6 +381,7 @@ class Engine:
         # (a crash between the two) is dropped here rather than shown
         sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 8)
         rows = self.catalog.face_rows(int(i) for i in np.unique(ids) if i >= 0)
+        copies = copies_of(self.catalog.db, (row.photo_id for row in rows.values()))
         results = []
         for q in range(len(vectors)):
             matches = []
@@ -379,6 +398,9 @@ class Engine:
                         source=row.source,
                         box=row.box,
                         photo_id=row.photo_id,
+                        page_url=row.page_url,
+                        uri=row.photo_uri,
+                        also_at=tuple(copies.get(row.photo_id, ())),
                     )
                 )
                 if len(matches) == k:
@@ -437,6 +459,7 @@ class Engine:
             skipped=counts["skipped"],
             index=self.index.kind,
             space=self.space,
+            duplicates=duplicate_count(self.catalog.db),
         )
 
     def reindex(self) -> int:

@@ -8,6 +8,8 @@ can catch that one class. The edges translate it once: the CLI prints the messag
 
     CountenanceError
     ├── BadImage              a file that cannot be decoded, is too large, or is not an image
+    │   └── FetchRefused         a URL or archive entry that must not or could not be fetched
+    ├── NotModified           an item unchanged since its last fetch (HTTP 304): nothing to do
     ├── NoFaceFound           a probe with no usable face in it
     ├── PolicyDenied          governance refused the operation (no lawful basis, ...)
     │   └── RateLimited          too many requests or searches in the last minute
@@ -46,6 +48,23 @@ class BadImage(CountenanceError):
     def __init__(self, message: str, reason: str = "corrupt") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class FetchRefused(BadImage):
+    """A photo that was not collected: a private address, robots.txt, an HTTP error, a lying
+    or oversized response, an unsafe archive entry. ``reason`` says which; the batch goes on.
+
+    Example: ``FetchRefused("http://10.0.0.5/a.jpg: private address", reason="private_address")``.
+    """
+
+    code = "fetch_refused"
+
+
+class NotModified(CountenanceError):
+    """The photo at a URL has not changed since it was stored (the server answered 304 to a
+    conditional request); ingest counts it as unchanged."""
+
+    code = "not_modified"
 
 
 class NoFaceFound(CountenanceError):

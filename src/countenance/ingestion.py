@@ -18,13 +18,14 @@ import numpy as np
 import numpy.typing as npt
 
 from countenance import imaging
+from countenance.catalog.collect import near_duplicate_of, photo_id_of
 from countenance.catalog.governance import covers, iso3166
 from countenance.catalog.sql import PhotoRecord
-from countenance.errors import BadImage, InvalidArgument
+from countenance.errors import BadImage, InvalidArgument, NotModified
 from countenance.governance.geo import photo_jurisdiction
 from countenance.ingest import Analysis, PhotoAnalyser, run_analyses
-from countenance.ports import Source, Vectors
-from countenance.sources.folder import FileItem
+from countenance.neardup import Signature, band_probes, bands, same_photo, signature
+from countenance.ports import Item, Source, Vectors
 from countenance.types import IngestSummary, Provenance, SourceInfo
 
 if TYPE_CHECKING:
@@ -44,6 +45,27 @@ class _Pending:
     digest: str
     size: int
     jurisdiction: str | None = None
+    signature: Signature | None = None
+
+
+class _BatchHashes:
+    """Perceptual hashes of the photos sent to analysis in this run, by band (as in the
+    catalog), so a near-duplicate of a photo still in flight is found without a scan."""
+
+    def __init__(self) -> None:
+        self._bands: list[dict[int, list[tuple[Signature, str]]]] = [{} for _ in range(4)]
+
+    def add(self, sig: Signature, digest: str) -> None:
+        for i, value in enumerate(bands(sig.phash)):
+            self._bands[i].setdefault(value, []).append((sig, digest))
+
+    def find(self, sig: Signature) -> str | None:
+        for i, value in enumerate(bands(sig.phash)):
+            for probe in band_probes(value):
+                for other, digest in self._bands[i].get(probe, ()):
+                    if same_photo(sig, other):
+                        return digest
+        return None
 
 
 def run_ingest(
@@ -70,12 +92,17 @@ def run_ingest(
         if progress is not None:
             progress(done, len(items))
 
-    def jobs() -> Iterator[tuple[_Pending, tuple[bytes, str]]]:
+    batch = _BatchHashes()
+    # near-duplicates of a photo of this run still in flight: linked once it is stored
+    deferred: list[tuple[_Pending, str, Item]] = []
+
+    def jobs(todo: list[Item]) -> Iterator[tuple[_Pending, tuple[bytes, str]]]:
         seen: set[str] = set()
-        for item in items:
+        for item in todo:
             name = item.provenance.uri
             suffix = Path(name).suffix.lower()
-            if isinstance(item, FileItem) and suffix not in imaging.IMAGE_SUFFIXES:
+            # files and archive entries have names to judge; a URL's path need not end in one
+            if hasattr(item, "suffix") and suffix not in imaging.IMAGE_SUFFIXES:
                 bad_file(
                     summary,
                     name,
@@ -86,6 +113,10 @@ def run_ingest(
                 continue
             try:
                 data = item.read(engine.settings.max_file_bytes)
+            except NotModified:  # a conditional fetch: stored, and unchanged since
+                summary.unchanged += 1
+                tick()
+                continue
             except BadImage as exc:
                 bad_file(summary, name, exc.reason, str(exc))
                 tick()
@@ -112,24 +143,49 @@ def run_ingest(
                 summary.excluded += 1  # nothing of it is stored
                 tick()
                 continue
-            pending = _Pending(item.provenance, digest, len(data), where)
+            h = signature(data, max_pixels=engine.settings.max_pixels)
+            pending = _Pending(item.provenance, digest, len(data), where, h)
             if info.minors or item.provenance.minors:
                 # a source that may hold minors: the photo is recorded (so it is not
                 # fetched again), its faces are never detected or stored
                 _store(engine, info, pending, Analysis(format="-"), summary, minors=True)
                 tick()
                 continue
+            if h is not None:
+                original = near_duplicate_of(engine.catalog.db, h)
+                if original is not None:
+                    _store(engine, info, pending, Analysis(format="-"), summary, duplicate=original)
+                    tick()
+                    continue
+                in_flight = batch.find(h)
+                if in_flight is not None:
+                    deferred.append((pending, in_flight, item))
+                    continue
+                batch.add(h, digest)
             yield pending, (data, name)
 
     def local() -> PhotoAnalyser:
         return PhotoAnalyser(engine.settings, engine.pipeline)
 
-    for tag, analysis in run_analyses(jobs(), workers, engine.settings, local):
-        _store(engine, info, tag, analysis, summary)
-        tick()
-        if time.monotonic() - last_save > engine.settings.index_save_seconds:
-            engine._save_index()
-            last_save = time.monotonic()
+    todo = items
+    while todo:
+        for tag, analysis in run_analyses(jobs(todo), workers, engine.settings, local):
+            _store(engine, info, tag, analysis, summary)
+            tick()
+            if time.monotonic() - last_save > engine.settings.index_save_seconds:
+                engine._save_index()
+                last_save = time.monotonic()
+        todo = []
+        # a fresh batch: a failed original must not send its copies round again
+        batch = _BatchHashes()
+        for pending, original_digest, item in deferred:
+            original = photo_id_of(engine.catalog.db, original_digest)
+            if original is None:  # its original was not stored after all: analyse it
+                todo.append(item)
+                continue
+            _store(engine, info, pending, Analysis(format="-"), summary, duplicate=original)
+            tick()
+        deferred.clear()
     engine._save_index()
     summary.seconds = time.monotonic() - started
     return summary
@@ -142,6 +198,7 @@ def _store(
     analysis: Analysis,
     summary: IngestSummary,
     minors: bool = False,
+    duplicate: int | None = None,
 ) -> None:
     if analysis.error is not None:
         bad_file(
@@ -165,6 +222,8 @@ def _store(
         faces=faces,
         jurisdiction=pending.jurisdiction,
         minors=minors,
+        signature=pending.signature,
+        duplicate_of=duplicate,
     )
     assert info.id is not None
     # the catalog commits first: a crash before the index is saved is repaired on open
@@ -174,6 +233,7 @@ def _store(
         return
     summary.photos += 1
     summary.minors += int(minors)
+    summary.near_duplicates += int(duplicate is not None)
     for face in faces:
         if face.skip_reason is not None:
             summary.skipped_faces[face.skip_reason] = (

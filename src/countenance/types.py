@@ -135,13 +135,19 @@ class Provenance:
     """Where a photo came from: ``uri`` (a path or URL) and optional ``page_url``.
 
     A source may also state, per photo, where it was taken (``jurisdiction``, an ISO 3166
-    code that overrides EXIF GPS and the source's own) and that it shows ``minors``.
+    code that overrides EXIF GPS and the source's own) and that it shows ``minors``, and the
+    photo's own ``licence``, ``consent_ref`` and ``taken_at`` (ISO 8601), stored with it.
+
+    Example: ``Provenance("https://example.org/a.jpg", page_url="https://example.org/a")``.
     """
 
     uri: str
     page_url: str | None = None
     jurisdiction: str | None = None
     minors: bool = False
+    licence: str | None = None
+    consent_ref: str | None = None
+    taken_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +180,9 @@ class Match:
     source: str
     box: Box
     photo_id: int = 0
+    page_url: str | None = None  # the page the photo was found on, when a source said
+    uri: str = ""  # the photo itself (path or URL); ``photo`` is page_url or else this
+    also_at: tuple[str, ...] = ()  # where near-duplicates of the photo were found
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -181,6 +190,9 @@ class Match:
             "similarity": round(self.similarity, 4),
             "band": self.band.value if self.band else None,
             "photo": self.photo,
+            "page_url": self.page_url,
+            "uri": self.uri,
+            "also_at": list(self.also_at),
             "source": self.source,
             "box": self.box.as_list(),
         }
@@ -239,6 +251,7 @@ class IngestSummary:
     faces: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    near_duplicates: int = 0  # stored as links to a stored photo, not embedded again
     excluded: int = 0
     suppressed: int = 0
     minors: int = 0
@@ -255,6 +268,7 @@ class IngestSummary:
             "faces": self.faces,
             "unchanged": self.unchanged,
             "duplicates": self.duplicates,
+            "near_duplicates": self.near_duplicates,
             "excluded": self.excluded,
             "suppressed": self.suppressed,
             "minors": self.minors,
@@ -276,6 +290,7 @@ class Status:
     skipped: int
     index: str
     space: EmbeddingSpace
+    duplicates: int = 0  # photos stored as near-duplicates of another photo
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -284,6 +299,7 @@ class Status:
             "faces": self.faces,
             "indexed": self.indexed,
             "skipped": self.skipped,
+            "duplicates": self.duplicates,
             "index": self.index,
             "space": {
                 "model": self.space.model,

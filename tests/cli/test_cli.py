@@ -99,7 +99,17 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
     assert matches[0]["similarity"] > 0.99  # the probe itself is in the gallery
     assert len(obama) >= 5
     assert all(m["source"] == "family" and len(m["box"]) == 4 for m in matches)
-    assert set(matches[0]) == {"face_id", "similarity", "band", "photo", "source", "box"}
+    assert set(matches[0]) == {
+        "face_id",
+        "similarity",
+        "band",
+        "photo",
+        "page_url",
+        "uri",
+        "also_at",
+        "source",
+        "box",
+    }
     assert [m["similarity"] for m in matches] == sorted(
         (m["similarity"] for m in matches), reverse=True
     )

@@ -86,11 +86,26 @@ photos = sa.Table(
     # ISO 3166 code where the photo was taken: an override, EXIF GPS, or the source's
     sa.Column("jurisdiction", sa.String(10)),
     sa.Column("minors", sa.Boolean, nullable=False, server_default=sa.false()),
+    # per-photo provenance a manifest may state (migration 6)
+    sa.Column("licence", sa.Text),
+    sa.Column("consent_ref", sa.Text),
+    sa.Column("taken_at", sa.String(40)),  # ISO 8601 as stated
+    # 64-bit perceptual hash (signed) and its four 16-bit bands, indexed for the lookup of
+    # near-duplicates (see countenance.neardup)
+    sa.Column("phash", sa.BigInteger),
+    *(sa.Column(f"phash_b{i}", sa.Integer) for i in range(4)),
+    sa.Column("phash_rgb", sa.LargeBinary),  # 4 x 4 RGB thumbnail confirming a hash match
+    # a near-duplicate of this stored photo: no faces of its own; it goes when its original
+    # goes (a copy never outlives what it copies, see countenance.catalog.collect)
+    sa.Column("duplicate_of", sa.Integer, sa.ForeignKey("photos.id", ondelete="CASCADE")),
     sqlite_autoincrement=True,
 )
 sa.Index("ix_photos_source", photos.c.source_id)
 sa.Index("ix_photos_jurisdiction", photos.c.jurisdiction)
 sa.Index("ix_photos_expires", photos.c.expires_at)
+for _i in range(4):
+    sa.Index(f"ix_photos_phash_b{_i}", photos.c[f"phash_b{_i}"])
+sa.Index("ix_photos_duplicate_of", photos.c.duplicate_of)
 
 faces = sa.Table(
     "faces",
@@ -197,6 +212,22 @@ api_keys = sa.Table(
 )
 
 
+# What each URL answered when last fetched, so a re-run asks only for what changed
+# (If-None-Match / If-Modified-Since). Keyed by the URL as the source named it.
+fetch_cache = sa.Table(
+    "fetch_cache",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url_sha256", sa.String(64), nullable=False, unique=True),  # URLs can be long
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def check_text(table: sa.Table, values: Mapping[str, Any]) -> None:
     """Refuse a string longer than its column or holding a NUL character.
 
@@ -262,6 +293,27 @@ def _v4_governance(conn: sa.Connection) -> None:
 
 def _v5_api_keys(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[api_keys])
+def _v6_collect(conn: sa.Connection) -> None:
+    _add_columns(
+        conn, photos, "licence", "consent_ref", "taken_at", "phash", "phash_b0", "phash_b1"
+    )
+    _add_columns(conn, photos, "phash_b2", "phash_b3", "phash_rgb")
+    present = {c["name"] for c in sa.inspect(conn).get_columns("photos")}
+    if "duplicate_of" not in present:
+        # by hand: _add_columns writes no REFERENCES clause, and the cascade is the point
+        # (SQLite allows REFERENCES in ADD COLUMN when the default is NULL)
+        conn.execute(
+            sa.text(
+                "ALTER TABLE photos ADD COLUMN duplicate_of INTEGER"
+                " REFERENCES photos (id) ON DELETE CASCADE"
+            )
+        )
+    for index in photos.indexes:
+        if index.name and (
+            index.name.startswith("ix_photos_phash") or index.name == "ix_photos_duplicate_of"
+        ):
+            index.create(conn, checkfirst=True)
+    metadata.create_all(conn, tables=[fetch_cache])
 
 
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
@@ -273,6 +325,7 @@ MIGRATIONS: list[Migration] = [
     (3, "source retirement, photo expiry", _v3_retention),
     (4, "jurisdictions, exclusions, suppressions, minors", _v4_governance),
     (5, "api keys", _v5_api_keys),
+    (6, "photo provenance, perceptual hashes, near-duplicates, fetch cache", _v6_collect),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -19,8 +19,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
+from countenance.catalog.collect import photo_extras
 from countenance.catalog.governance import GovernanceCatalog, as_utc, iso_utc
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
+from countenance.neardup import Signature
 from countenance.ports import Ids, Vectors
 from countenance.types import Box, EmbeddingSpace, Landmarks5, Metric, Provenance, SourceInfo
 
@@ -56,6 +58,8 @@ class PhotoRecord:
     faces: tuple[FaceRecord, ...]
     jurisdiction: str | None = None
     minors: bool = False
+    signature: Signature | None = None  # perceptual hash and thumbnail (countenance.neardup)
+    duplicate_of: int | None = None  # id of the stored photo this one nearly duplicates
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +307,7 @@ class SqlCatalog(GovernanceCatalog):
             "expires_at": None if expires_at is None else as_utc(expires_at),
             "jurisdiction": photo.jurisdiction,
             "minors": photo.minors,
+            **photo_extras(photo),
         }
         s.check_text(s.photos, values)
         try:

@@ -191,25 +191,105 @@ def _source_json(info: Any) -> dict[str, Any]:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("target", metavar="PATH_OR_URL")
 @click.option("--source", "source_name", required=True, help="A declared source (sources add).")
 @click.option(
     "--workers", type=click.IntRange(min=0), default=None, help="Processes; 0 = one per core."
 )
+@click.option(
+    "--site",
+    is_flag=True,
+    help="PATH_OR_URL is the start page of a site you own or may index: crawl it.",
+)
+@click.option(
+    "--allow-domain",
+    "allow_domains",
+    multiple=True,
+    help="With --site: a domain the crawl may visit (and its subdomains); repeatable.",
+)
+@click.option(
+    "--max-pages", type=click.IntRange(min=1), default=None, help="With --site: pages at most."
+)
+@click.option(
+    "--max-depth", type=click.IntRange(min=0), default=None, help="With --site: link depth."
+)
+@click.option(
+    "--allow-private-addresses",
+    is_flag=True,
+    help="Fetch from loopback and private addresses too (link-local and multicast never).",
+)
+@click.option("--user-agent", help="User-Agent for fetches, naming your contact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
-def ingest(ctx: Context, path: Path, source_name: str, workers: int | None, as_json: bool) -> None:
-    """Index every face in the photos under PATH (recursive, resumable)."""
+def ingest(
+    ctx: Context,
+    target: str,
+    source_name: str,
+    workers: int | None,
+    site: bool,
+    allow_domains: tuple[str, ...],
+    max_pages: int | None,
+    max_depth: int | None,
+    allow_private_addresses: bool,
+    user_agent: str | None,
+    as_json: bool,
+) -> None:
+    """Index every face in PATH_OR_URL: a folder or photo (recursive), a manifest (.csv or
+    .jsonl: one photo per row, by url or path, with its provenance), an archive (.zip, .tar,
+    .tar.gz), or with --site a site to crawl. Resumable; a re-run fetches only what changed.
+    """
+    from countenance.sources.opener import open_path
+    from countenance.sources.site import SiteSource
+
     engine = ctx.engine
-    with progress_bar("ingest") as update:
-        summary = engine.ingest(path, source=source_name, workers=workers, progress=update)
+    is_url = target.lower().startswith(("http://", "https://"))
+    if site and not is_url:
+        raise click.BadParameter("with --site, give the http(s) URL of the start page")
+    if not site and (allow_domains or max_pages is not None or max_depth is not None):
+        raise click.UsageError("--allow-domain, --max-pages and --max-depth go with --site")
+    if is_url and not site:
+        raise click.BadParameter(
+            "a URL is crawled only with --site and --allow-domain; list single photos in a"
+            " manifest (.csv or .jsonl)"
+        )
+    if not is_url and not Path(target).exists():
+        raise click.BadParameter(f"{target}: no such file or folder")
+    overrides: dict[str, Any] = {"allow_private": allow_private_addresses}
+    if user_agent:
+        overrides["user_agent"] = user_agent
+    crawl: SiteSource | None = None
+    with engine.fetcher(**overrides) as fetcher:
+        if site:
+            crawl = SiteSource(
+                target,
+                fetcher=fetcher,
+                allow_domains=allow_domains,
+                max_pages=max_pages or ctx.settings.crawl_max_pages,
+                max_depth=ctx.settings.crawl_max_depth if max_depth is None else max_depth,
+                read_ahead=ctx.settings.fetch_read_ahead,
+            )
+            src: Any = crawl
+        else:
+            src = open_path(target, ctx.settings, fetcher=fetcher)
+        try:
+            with progress_bar("ingest") as update:
+                summary = engine.ingest(src, source=source_name, workers=workers, progress=update)
+        finally:
+            close = getattr(src, "close", None)
+            if callable(close):
+                close()
+    if crawl is not None:
+        stderr.print(f"crawled {len(crawl.pages)} pages", highlight=False)
+        for error in crawl.errors[:20]:
+            stderr.print(f"  page skipped: {error}", markup=False, highlight=False)
     if as_json:
         print_json(summary.to_json())
         return
     stdout.print(
         f"{summary.photos} photos and {summary.faces} faces indexed into "
         f"[bold]{summary.source}[/] in {summary.seconds:.1f} s "
-        f"({summary.unchanged} already stored, {summary.duplicates} duplicates)"
+        f"({summary.unchanged} already stored, {summary.duplicates} duplicates,"
+        f" {summary.near_duplicates} near-duplicates linked)"
     )
     for reason, n in sorted(summary.skipped_faces.items()):
         stdout.print(f"  faces skipped, {reason}: {n}")
