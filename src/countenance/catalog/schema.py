@@ -293,6 +293,8 @@ def _v4_governance(conn: sa.Connection) -> None:
 
 def _v5_api_keys(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[api_keys])
+
+
 def _v6_collect(conn: sa.Connection) -> None:
     _add_columns(
         conn, photos, "licence", "consent_ref", "taken_at", "phash", "phash_b0", "phash_b1"
