@@ -140,7 +140,10 @@ def test_health_openapi_docs_and_metrics_need_no_key(api: Any) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v1/search" in paths and "/v1/audit/verify" in paths
-    assert "swagger" in client.get("/docs").text.lower()
+    docs = client.get("/docs").text
+    assert "/docs/assets/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
     metrics = client.get("/metrics")
     assert "countenance_http_requests_total" in metrics.text
     assert "countenance_index_faces" in metrics.text

@@ -72,8 +72,13 @@ def create_app(
             ' `{"error": {"code": "...", "message": "..."}}`.'
         ),
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: blank on a machine
+        # without internet. /docs is served below from a vendored Swagger UI instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.server = state
+    _install_docs(app)
     errors.install(app)
     pages.install(app)
     app.include_router(routes.router)
@@ -98,8 +103,26 @@ def create_app(
     return app
 
 
-# The UI's own pages load nothing from elsewhere and run no inline script. /docs and /redoc
-# are FastAPI's, which load Swagger UI and ReDoc from a CDN: they keep their defaults.
+def _install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package, nothing from a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="countenance API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
+
+
+# The UI's own pages load nothing from elsewhere and run no inline script. /docs is Swagger
+# UI, whose page starts itself with an inline script: it keeps no CSP of ours.
 _CSP = (
     b"default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
     b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -118,7 +141,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith(("/docs", "/redoc"))
+        docs = scope["path"].startswith("/docs")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
