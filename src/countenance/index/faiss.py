@@ -314,7 +314,7 @@ class FaissIndex:
                 self._store.truncate()  # no vectors outlive the layout that needed them
         # The calibration faces join the index only once it is tuned (see Calibration).
         calibration = Calibration(gallery) if name != "flat" and len(gallery) > 1 else None
-        later = calibration.own if calibration is not None else np.zeros(0, np.int64)
+        later = calibration.held()[0] if calibration is not None else np.zeros(0, np.int64)
         for ids, vectors in gallery.chunks():
             keep = ~np.isin(ids, later)
             if not keep.any():
@@ -325,7 +325,9 @@ class FaissIndex:
                 layout.add(ids[keep], np.ascontiguousarray(vectors[keep]))
         if calibration is not None:
             layout.tune(calibration, self.target_recall)
-            layout.add(calibration.own, calibration.queries)
+            held_ids, held_vectors = calibration.held()
+            if len(held_ids):
+                layout.add(held_ids, held_vectors)
         self._layout = layout
         self._tuned_at = self.count()
         log.info(

@@ -45,6 +45,7 @@ _KMEANS_ITERATIONS = 10
 # Tuning: this many gallery vectors as queries, for recall of this many neighbours.
 _CALIBRATION_QUERIES = 200
 _CALIBRATION_K = 10
+_STRANGER_HIDES = 8  # a stranger probe's nearest faces held out with it (its other photos)
 _SEED = 20240601  # the same gallery always yields the same lists, codes and parameters
 _EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 _BATCH = 1 << 16  # vectors per add call while building, to bound temporary memory
@@ -109,44 +110,51 @@ class Gallery:
 
 
 class Calibration:
-    """Held-out gallery faces as queries, and their exact neighbours among the rest.
+    """Held-out gallery faces as probes, and their exact neighbours among the rest.
 
     A face that is itself in the index is found too easily (an HNSW walk ends on it, an IVF
-    list holds it), which flatters recall; real probes are new photos. So the calibration
-    faces are taken out of the index while it is tuned (:meth:`hold_out`), and their
-    neighbours are sought among the other faces only.
+    list holds it), which flatters recall; real probes are new photos. So the probes are
+    taken out of the index while it is tuned (:meth:`held`, :meth:`hold_out`) and their
+    neighbours are sought among the other faces only. Searches are also made for people the
+    gallery does not hold, whose neighbours are all strangers and harder to find: half the
+    probes stand for them, by holding out their ``_STRANGER_HIDES`` nearest faces as well
+    (their likely other photos).
     """
 
     def __init__(self, gallery: Gallery) -> None:
         rng = np.random.default_rng(_SEED + 1)
         n = len(gallery)
-        rows = np.sort(rng.choice(n, size=min(_CALIBRATION_QUERIES, n // 2), replace=False))
-        self.k = min(_CALIBRATION_K, n - len(rows))
+        count = min(_CALIBRATION_QUERIES, n // (2 * (_STRANGER_HIDES + 1)))
+        rows = np.sort(rng.choice(n, size=count, replace=False))
         self.queries = gallery.take(rows)
         self.own = gallery.ids[rows]
+        # the second half become strangers: their nearest faces leave the gallery too
+        strangers = self.queries[count // 2 :]
+        _, near = _exact(gallery, strangers, _STRANGER_HIDES + 1, exclude=self.own)
+        hidden_rows = np.unique(near[near >= 0])
+        self._hidden_ids = gallery.ids[hidden_rows]
+        self._hidden_vectors = gallery.take(hidden_rows)
+        self.k = min(_CALIBRATION_K, n - count - len(hidden_rows))
         self.truth: list[set[int]] = []
-        if self.k >= 1 and len(rows):
-            heap = faiss.ResultHeap(len(rows), self.k, keep_max=True)
-            for ids, block in gallery.chunks():
-                keep = ~np.isin(ids, self.own)
-                ids, block = ids[keep], np.ascontiguousarray(block[keep])
-                if len(ids) == 0:
-                    continue
-                sims, at = faiss.knn(
-                    self.queries, block, min(self.k, len(block)), faiss.METRIC_INNER_PRODUCT
-                )
-                heap.add_result(sims, np.where(at >= 0, ids[np.maximum(at, 0)], EMPTY_ID))
-            heap.finalize()
-            self.truth = [{int(i) for i in row if i != EMPTY_ID} for row in heap.I]
+        if self.k >= 1 and count:
+            _, truth_rows = _exact(gallery, self.queries, self.k, exclude=self.held()[0])
+            self.truth = [{int(gallery.ids[r]) for r in row if r >= 0} for row in truth_rows]
+
+    def held(self) -> tuple[Ids, Vectors]:
+        """The faces the index must not hold while it is tuned: probes and the hidden."""
+        ids = np.concatenate([self.own, self._hidden_ids])
+        return ids, np.concatenate([self.queries, self._hidden_vectors])
 
     @contextlib.contextmanager
     def hold_out(self, layout: FlatLayout | HnswLayout | IvfPqLayout) -> Iterator[None]:
-        """Take the calibration faces out of ``layout`` for the length of the block."""
-        layout.remove(self.own)
+        """Take the held faces out of ``layout`` for the length of the block."""
+        ids, vectors = self.held()
+        layout.remove(ids)
         try:
             yield
         finally:
-            layout.add(self.own, self.queries)
+            if len(ids):
+                layout.add(ids, vectors)
 
     def recall(self, search: Callable[[Vectors, int], Ids]) -> float:
         """recall@k of ``search`` (queries, k) -> ids against the exact neighbours."""
@@ -157,6 +165,30 @@ class Calibration:
             len(want & set(row.tolist())) for want, row in zip(self.truth, found, strict=True)
         )
         return hits / sum(len(want) for want in self.truth)
+
+
+def _exact(gallery: Gallery, queries: Vectors, k: int, exclude: Ids) -> tuple[Vectors, Ids]:
+    """Exact top ``k`` (similarities, gallery positions) of ``queries``, streaming the
+    gallery in chunks and leaving out the faces of ``exclude``."""
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    start = 0
+    for ids, block in gallery.chunks():
+        positions = np.arange(start, start + len(ids))
+        start += len(ids)
+        keep = ~np.isin(ids, exclude)
+        if not keep.any() or len(queries) == 0:
+            continue
+        block = np.ascontiguousarray(block[keep])
+        sims, at = faiss.knn(queries, block, min(k, len(block)), faiss.METRIC_INNER_PRODUCT)
+        kept = positions[keep]
+        found = np.where(at >= 0, kept[np.maximum(at, 0)], -1)
+        if found.shape[1] < k:  # a chunk smaller than k: pad with empty slots
+            pad = k - found.shape[1]
+            found = np.pad(found, ((0, 0), (0, pad)), constant_values=-1)
+            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
+        heap.add_result(np.ascontiguousarray(sims, dtype=np.float32), found)
+    heap.finalize()
+    return heap.D, heap.I
 
 
 def tune(
@@ -230,7 +262,7 @@ class HnswLayout:
     """An HNSW graph over float vectors; removal by tombstone, reclaimed by compaction."""
 
     M = 32
-    EF_CONSTRUCTION = 80
+    EF_CONSTRUCTION = 200
 
     def __init__(self, dim: int, index: Any = None) -> None:
         if index is None:

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ class VectorFile:
             raise BackendError(f"cannot open vector file {self.path}: {exc}") from exc
         self._map: np.memmap[Any, Any] | None = None
         self._mapped_rows = 0
+        # closes the descriptor of a file dropped without close(), even at interpreter exit
+        self._closer = weakref.finalize(self, os.close, self._fd)
 
     @property
     def rows(self) -> int:
@@ -127,10 +130,4 @@ class VectorFile:
 
     def close(self) -> None:
         self._map = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self) -> None:  # an index dropped without close() must not leak its fd
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
+        self._closer()
