@@ -72,7 +72,6 @@ def test_sign_in_search_and_see_a_correct_lead(browser: Any, live: Any) -> None:
         screenshot(page, "search-form")
         page.click("#search-button")
         page.wait_for_selector("li.lead", timeout=60_000)
-        screenshot(page, "search-leads")
 
         leads = page.query_selector_all("li.lead")
         photos = [lead.get_attribute("data-photo") or "" for lead in leads]
@@ -80,11 +79,13 @@ def test_sign_in_search_and_see_a_correct_lead(browser: Any, live: Any) -> None:
         first = leads[0]
         assert "people" in first.inner_text()
         assert first.query_selector(".band").inner_text() in {"strong", "possible"}
-        loaded = page.evaluate(
+        page.wait_for_function(
             "() => { const i = document.querySelector('li.lead img'); "
-            "return i.complete && i.naturalWidth > 0 }"
-        )
-        assert loaded, "the lead's face crop did not load"
+            "return i.complete && i.naturalWidth > 0 }",
+            timeout=30_000,
+        )  # the lead's face crop loaded (a timeout fails the test)
+        assert "biden.jpg" in first.inner_text()  # the lead names its photo
+        screenshot(page, "search-leads")
 
         first.query_selector("a").click()
         page.wait_for_selector(".stage.photo .box")
