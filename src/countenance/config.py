@@ -41,9 +41,10 @@ class Settings:
         200_000, "Gallery size past which the FAISS index turns approximate (exact to HNSW)."
     )
     ivfpq_threshold: int = _setting(
-        2_000_000,
+        100_000_000,
         "Gallery size past which the FAISS index holds compressed codes (HNSW to IVF-PQ,"
-        " ~40 bytes of RAM per face; the float vectors are memory-mapped from disk).",
+        " ~40 bytes of RAM per face; the float vectors are memory-mapped from disk). Before"
+        " that, index_memory_gb decides: HNSW stays while it fits.",
     )
     index_memory_gb: float = _setting(
         8.0, "RAM the FAISS index may take; a gallery that would exceed it moves to IVF-PQ."

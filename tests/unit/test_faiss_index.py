@@ -84,7 +84,9 @@ def test_flat_then_hnsw_then_ivfpq_as_the_gallery_grows() -> None:
     [
         (1_000, 128, 8.0, "flat"),
         (1_000_000, 128, 8.0, "hnsw"),
-        (10_000_000, 128, 8.0, "ivfpq"),
+        (10_000_000, 128, 8.0, "hnsw"),  # ~7.9 GB: HNSW while it fits
+        (30_000_000, 128, 8.0, "ivfpq"),  # ~24 GB would not
+        (200_000_000, 128, 1000.0, "ivfpq"),  # past ivfpq_threshold whatever the budget
         (100_000, 128, 0.05, "ivfpq"),  # flat would take 55 MB, HNSW 80 MB: over 51 MiB
         (1_000_000, 512, 1.0, "ivfpq"),  # past the memory budget before the size threshold
     ],
