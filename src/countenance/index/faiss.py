@@ -163,7 +163,7 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        """``flat``, ``hnsw32`` or ``ivf<nlist>,pq<m>x<bits>``."""
+        """``flat``, ``hnsw32`` or ``ivf<nlist>,pq<m>x<bits>fs``."""
         return self._layout.kind
 
     @property
