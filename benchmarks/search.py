@@ -80,8 +80,8 @@ def index_bytes(kind: str, n: int, dim: int) -> int:
     flat = n * dim * 4
     if kind == "exact":
         return flat + n * 48  # ids and IDMap2's reverse map
-    if kind == "faiss-hnsw":  # 2M links at level 0, ~M/(M-1) more above, offsets and levels
-        return flat + n * (4 * (2 * HnswLayout.M + 2) + 20)
+    if kind == "faiss-hnsw":
+        return n * HnswLayout.bytes_per_face(dim)
     nlist = choose_nlist(n)
     m, nbits = pq_shape(n, dim)
     train = max(64 * nlist, 9984) * dim * 4

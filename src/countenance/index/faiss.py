@@ -64,6 +64,7 @@ from countenance.index.faiss_layouts import (
     HnswLayout,
     IvfPqLayout,
     choose_nlist,
+    list_ids,
 )
 from countenance.index.vectorfile import VectorFile
 from countenance.ports import Ids, Vectors
@@ -102,7 +103,7 @@ def choose_layout(
     budget = memory_gb * _GIB
     if n <= approx_threshold and n * (dim * 4 + 40) <= budget:
         return "flat"
-    if n <= ivfpq_threshold and n * (dim * 4 + 8 * HnswLayout.M + 28) <= budget:
+    if n <= ivfpq_threshold and n * HnswLayout.bytes_per_face(dim) <= budget:
         return "hnsw"
     return "ivfpq"
 
@@ -450,21 +451,17 @@ class FaissIndex:
 
 
 def _ivf_flat_contents(index: Any) -> tuple[Ids, Vectors]:
+    # IVF-Flat's codes are the float vectors themselves, list by list like its ids
     lists, d = index.invlists, index.d
-    id_parts = [np.zeros(0, dtype=np.int64)]
     vector_parts = [np.zeros((0, d), dtype=np.float32)]
     for list_no in range(index.nlist):
         size = lists.list_size(list_no)
-        if not size:
-            continue
-        ptr = lists.get_ids(list_no)
-        id_parts.append(faiss.rev_swig_ptr(ptr, size).copy())
-        lists.release_ids(list_no, ptr)
-        ptr = lists.get_codes(list_no)
-        codes = faiss.rev_swig_ptr(ptr, size * lists.code_size).copy()
-        vector_parts.append(codes.view(np.float32).reshape(size, d))
-        lists.release_codes(list_no, ptr)
-    return np.concatenate(id_parts).astype(np.int64, copy=False), np.concatenate(vector_parts)
+        if size:
+            ptr = lists.get_codes(list_no)
+            codes = faiss.rev_swig_ptr(ptr, size * lists.code_size).copy()
+            vector_parts.append(codes.view(np.float32).reshape(size, d))
+            lists.release_codes(list_no, ptr)
+    return list_ids(index), np.concatenate(vector_parts)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
