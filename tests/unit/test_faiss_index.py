@@ -69,7 +69,7 @@ def test_flat_then_hnsw_then_ivfpq_as_the_gallery_grows() -> None:
     index.add(IDS[:THRESHOLD], VECTORS[:THRESHOLD])
     assert (index.layout, index.kind, index.ef_search, index.nprobe) == ("flat", "flat", None, None)
     index.add(IDS[THRESHOLD : THRESHOLD + 1], VECTORS[THRESHOLD : THRESHOLD + 1])
-    assert index.layout == "hnsw" and index.kind == "hnsw32" and index.ef_search is not None
+    assert index.layout == "hnsw" and index.kind == "hnsw32,sq8" and index.ef_search is not None
     index.add(IDS[THRESHOLD + 1 : 1100], VECTORS[THRESHOLD + 1 : 1100])
     assert index.layout == "hnsw"
     index.add(IDS[1100:], VECTORS[1100:])
@@ -84,11 +84,11 @@ def test_flat_then_hnsw_then_ivfpq_as_the_gallery_grows() -> None:
     [
         (1_000, 128, 8.0, "flat"),
         (1_000_000, 128, 8.0, "hnsw"),
-        (10_000_000, 128, 8.0, "hnsw"),  # ~7.9 GB: HNSW while it fits
-        (30_000_000, 128, 8.0, "ivfpq"),  # ~24 GB would not
+        (20_000_000, 128, 8.0, "hnsw"),  # ~7 GB: HNSW while it fits
+        (30_000_000, 128, 8.0, "ivfpq"),  # ~10 GB would not
         (200_000_000, 128, 1000.0, "ivfpq"),  # past ivfpq_threshold whatever the budget
-        (100_000, 128, 0.05, "ivfpq"),  # flat would take 55 MB, HNSW 80 MB: over 51 MiB
-        (1_000_000, 512, 1.0, "ivfpq"),  # past the memory budget before the size threshold
+        (200_000, 128, 0.05, "ivfpq"),  # flat would take 110 MB, HNSW 70 MB: over 51 MiB
+        (1_000_000, 512, 0.25, "ivfpq"),  # past the memory budget before the size threshold
     ],
 )
 def test_layout_is_chosen_by_size_and_memory_budget(
@@ -183,11 +183,13 @@ def test_readding_an_id_replaces_its_vector_in_every_layout() -> None:
         assert index.count() == len(IDS), layout
 
 
-def test_ivfpq_keeps_codes_in_ram_and_vectors_on_disk_and_wipes_a_removed_vector(
-    tmp_path: Path,
+@pytest.mark.parametrize("layout", ["hnsw", "ivfpq"])
+def test_approximate_layouts_keep_codes_in_ram_and_vectors_on_disk_and_wipe_a_removed_vector(
+    tmp_path: Path, layout: str
 ) -> None:
-    index = ivf_index(tmp_path)
-    assert index.ram_bytes() / index.count() < SPACE.dim * 4 / 2
+    index = layout_index(layout, tmp_path)
+    limit = {"hnsw": SPACE.dim + 8 + 4 * (2 * 32 + 2) + 12, "ivfpq": SPACE.dim * 4 / 2}[layout]
+    assert index.ram_bytes() / index.count() <= limit  # codes, not float vectors
     row = SPACE.dim * 4
     raw = index.vectors_path.read_bytes()
     stored = np.frombuffer(raw[IDS[0] * row : (IDS[0] + 1) * row], dtype=np.float32)
@@ -197,6 +199,27 @@ def test_ivfpq_keeps_codes_in_ram_and_vectors_on_disk_and_wipes_a_removed_vector
     assert raw[IDS[0] * row : (IDS[0] + 1) * row] == bytes(row)  # erased means gone
     sims, _ = index.search(VECTORS[1:2], k=1)
     assert sims[0, 0] == pytest.approx(1.0, abs=1e-5)  # exact, re-ranked from disk
+
+
+def test_hnsw_codes_keep_the_principal_components_that_hold_the_variance() -> None:
+    rng = np.random.default_rng(3)
+    # 128-d faces whose variance lives in 40 directions: 48 components (16s) hold 97% of it
+    basis = np.linalg.qr(rng.standard_normal((128, 128)))[0].astype(np.float32)
+    low = rng.standard_normal((5000, 40)).astype(np.float32) * np.linspace(1.0, 0.5, 40)
+    x = np.zeros((5000, 128), np.float32)
+    x[:, :40] = low
+    x[:, 40:] = rng.standard_normal((5000, 88)).astype(np.float32) * 0.01
+    vectors = unit(x @ basis.T + 3.0 * basis[:, 127])  # a common offset, as face models have
+    assert faiss_layouts.HnswLayout.components(vectors) == 48
+    assert faiss_layouts.HnswLayout.components(vectors[:100]) == 128  # too few to fit a PCA
+    space = EmbeddingSpace("synthetic", "1", 128)
+    index = FaissIndex(space, layout="hnsw")
+    ids = np.arange(len(vectors), dtype=np.int64)
+    index.add(ids, vectors)
+    assert index.kind == "hnsw32,pca48,sq8"
+    sims, found = index.search(vectors[:50], k=1)
+    np.testing.assert_array_equal(found[:, 0], ids[:50])
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
 
 
 def test_copies_are_independent() -> None:
@@ -248,6 +271,22 @@ def test_an_ivf_flat_file_of_countenance_0_1_is_moved_to_the_current_layouts(
     np.testing.assert_array_equal(np.sort(index.ids()), IDS)
     _, found = index.search(VECTORS[:5], k=1)
     np.testing.assert_array_equal(found[:, 0], IDS[:5])
+
+
+def test_an_hnsw_file_of_float_vectors_of_countenance_0_2_is_rebuilt_with_codes(
+    tmp_path: Path,
+) -> None:
+    graph = faiss.IndexHNSWFlat(SPACE.dim, 32, faiss.METRIC_INNER_PRODUCT)
+    old = faiss.IndexIDMap(graph)
+    old.add_with_ids(VECTORS, IDS)
+    faiss.rev_swig_ptr(old.id_map.data(), old.id_map.size())[:2] = -1  # two tombstones
+    faiss.write_index(old, str(tmp_path / f"{SPACE.key}.faiss"))
+    index = FaissIndex(SPACE, tmp_path, approx_threshold=THRESHOLD)
+    assert index.layout == "hnsw" and index.kind == "hnsw32,sq8"
+    np.testing.assert_array_equal(np.sort(index.ids()), IDS[2:])
+    sims, found = index.search(VECTORS[2:7], k=1)
+    np.testing.assert_array_equal(found[:, 0], IDS[2:7])
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
 
 
 def test_changes_after_reopen_persist(tmp_path: Path) -> None:

@@ -7,15 +7,16 @@ The gallery's layout follows its size and a memory budget
 layout        while                           RAM per 128-d face
 ============  ==============================  ====================================
 flat (exact)  n <= ``approx_threshold``       ~550 B (vector, id, reverse map)
-hnsw32        it fits ``memory_gb`` (and      ~800 B (vector, id, graph links)
-              n <= ``ivfpq_threshold``)
-ivf,pq..fs    beyond                          ~40 B (32 B of code, 8 B id); the
-                                              float vectors are memory-mapped
+hnsw32,pca..  it fits ``memory_gb`` (and      ~350 B (8-bit codes of the top principal
+              n <= ``ivfpq_threshold``)       components, id, graph links)
+ivf,pq..fs    beyond                          ~40 B (32 B of code, 8 B id)
 ============  ==============================  ====================================
 
-HNSW is kept as long as the budget allows because, measured on galleries shaped like face
-descriptors (``benchmarks/search.py``), it reaches recall 0.99 at a fraction of the cost
-IVF-PQ needs; IVF-PQ is what lets a gallery larger than RAM be searched at all.
+Both approximate layouts keep the float vectors in a memory-mapped file, one row per face
+id, and re-rank their short list by them. HNSW is kept as long as the budget allows because,
+measured on galleries shaped like face descriptors (``benchmarks/search.py``), it reaches
+recall 0.99 at a fraction of the cost IVF-PQ needs; IVF-PQ is what lets a gallery larger
+than RAM be searched at all.
 
 The ``add`` that takes the gallery past a threshold rebuilds it in the next layout (training
 IVF-PQ on a sample); an IVF-PQ gallery that has grown fourfold is retrained with more lists.
@@ -30,10 +31,10 @@ Removal is visible to the very next search in every layout. Every result carries
 cosine similarities (IVF-PQ re-ranks its short list by the float vectors).
 
 On disk: ``<directory>/<space.key>.faiss`` (replaced atomically by :meth:`save`; FAISS writes
-efSearch and nprobe into it) and, for IVF-PQ, ``<space.key>.vectors`` (one row per face id,
-memory-mapped, flushed before the index file is replaced, so a saved index never names a
-face whose vector is not on disk) and ``<space.key>.json`` (the re-ranking depth tuned with
-nprobe).
+efSearch and nprobe into it) and, beyond flat, ``<space.key>.vectors`` (one row per face
+id, memory-mapped, flushed before the index file is replaced, so a saved index never names a
+face whose vector is not on disk) and, for IVF-PQ, ``<space.key>.json`` (the re-ranking
+depth tuned with nprobe).
 
 The index is not safe for concurrent writes; the engine serialises them.
 """
@@ -290,7 +291,7 @@ class FaissIndex:
     # -- building --------------------------------------------------------------------------
 
     def _gallery(self) -> Gallery:
-        if isinstance(self._layout, IvfPqLayout):
+        if isinstance(self._layout, IvfPqLayout | HnswLayout):
             return Gallery(np.sort(self._layout.ids()), self._layout.vectors)
         return Gallery(*self._everything())
 
@@ -305,8 +306,10 @@ class FaissIndex:
         dim = self.space.dim
         if name == "ivfpq" and len(gallery) < _MIN_IVFPQ:
             name = "flat"  # too few vectors to train a quantizer: exact costs nothing here
+        if name == "hnsw" and len(gallery) == 0:
+            name = "flat"  # nothing to fit codes to: the first add builds the graph
         layout: Layout
-        if name == "ivfpq":
+        if name in ("hnsw", "ivfpq"):
             store = self._vector_file()
             held = gallery.vectors
             if not (isinstance(held, VectorFile) and held.path == store.path):
@@ -314,9 +317,10 @@ class FaissIndex:
                 for ids, vectors in gallery.chunks():
                     store.write(ids, vectors)
             gallery = Gallery(np.sort(gallery.ids), store)
-            layout = IvfPqLayout.train(dim, gallery, store)
+            trainer = IvfPqLayout if name == "ivfpq" else HnswLayout
+            layout = trainer.train(dim, gallery, store)
         else:
-            layout = HnswLayout(dim) if name == "hnsw" else FlatLayout(dim)
+            layout = FlatLayout(dim)
             if self._store is not None:
                 self._store.truncate()  # no vectors outlive the layout that needed them
         # The calibration faces join the index only once it is tuned (see Calibration).
@@ -326,7 +330,7 @@ class FaissIndex:
             keep = ~np.isin(ids, later)
             if not keep.any():
                 continue
-            if isinstance(layout, IvfPqLayout):
+            if isinstance(layout, IvfPqLayout | HnswLayout):
                 layout.add_codes(ids[keep], vectors[keep])  # the vector file has them
             else:
                 layout.add(ids[keep], np.ascontiguousarray(vectors[keep]))
@@ -369,12 +373,13 @@ class FaissIndex:
         clone._path = clone._vectors_path = None
         clone._store = None
         index = faiss.clone_index(self._layout.index)
-        if isinstance(self._layout, IvfPqLayout):
+        if isinstance(self._layout, IvfPqLayout | HnswLayout):
             self._layout.vectors.flush()
             shutil.copyfile(self._layout.vectors.path, clone.vectors_path)
+        if isinstance(self._layout, IvfPqLayout):
             clone._layout = IvfPqLayout(index, clone._vector_file(), self._layout.rerank)
         elif isinstance(self._layout, HnswLayout):
-            clone._layout = HnswLayout(self.space.dim, index)
+            clone._layout = HnswLayout(index, clone._vector_file())
         else:
             clone._layout = FlatLayout(self.space.dim, index)
         return clone
@@ -385,7 +390,7 @@ class FaissIndex:
         """Write the index to its file atomically: a crash mid-save leaves the old file whole."""
         if self._path is None:
             return
-        if isinstance(self._layout, IvfPqLayout):
+        if isinstance(self._layout, IvfPqLayout | HnswLayout):
             self._layout.vectors.flush()  # every id the file names has its vector on disk
         directory = self._path.parent
         try:
@@ -420,12 +425,26 @@ class FaissIndex:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise BackendError(f"cannot read vector index {path}: {reason}") from exc
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
+        graph = _graph_of(index)
         ours = (
-            isinstance(index, faiss.IndexIDMap)
-            and isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat)
-        ) or isinstance(index, faiss.IndexIVFPQFastScan | faiss.IndexIVFFlat)
+            (
+                isinstance(index, faiss.IndexIDMap)
+                and isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat)
+            )
+            or isinstance(index, faiss.IndexIVFPQFastScan | faiss.IndexIVFFlat)
+            or graph is not None
+        )
         if not ours:
             raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
+        if graph is not None:
+            if graph.metric_type != faiss.METRIC_L2:
+                raise BackendError(f"vector index {path}: its graph does not use L2")
+            if index.d != self.space.dim:
+                raise SpaceMismatch(
+                    f"vector index {path} has dimension {index.d}, the space {self.space.key} "
+                    f"has {self.space.dim}"
+                )
+            return HnswLayout(index, self._vector_file())
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise BackendError(f"vector index {path} does not use inner product")
         if index.d != self.space.dim:
@@ -436,7 +455,16 @@ class FaissIndex:
         if isinstance(index, faiss.IndexIDMap2) and isinstance(inner, faiss.IndexFlat):
             return FlatLayout(self.space.dim, index)
         if isinstance(index, faiss.IndexIDMap) and isinstance(inner, faiss.IndexHNSWFlat):
-            return HnswLayout(self.space.dim, index)
+            # Written by countenance 0.2: a graph over float vectors, which it holds.
+            storage = faiss.downcast_index(inner.storage)
+            labels = faiss.vector_to_array(index.id_map).astype(np.int64)
+            live = labels != EMPTY_ID
+            vectors = storage.reconstruct_n(0, int(index.ntotal))[live]
+            log.info("vector index %s is an HNSW graph of floats; rebuilding it", path)
+            self._layout = FlatLayout(self.space.dim)
+            gallery = Gallery(labels[live], vectors)
+            self._build(self.forced or self._choose(len(gallery)), gallery)
+            return self._layout
         if isinstance(index, faiss.IndexIVFPQFastScan):
             meta = _read_json(self._meta_path)
             return IvfPqLayout(index, self._vector_file(), int(meta.get("rerank", 10)))
@@ -448,6 +476,17 @@ class FaissIndex:
             self._build(self.forced or self._choose(len(ids)), Gallery(ids, vectors))
             return self._layout
         raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
+
+
+def _graph_of(index: Any) -> Any:
+    """The HNSW graph of an index in the current HNSW layout, or None for anything else."""
+    if not isinstance(index, faiss.IndexPreTransform):
+        return None
+    ids = faiss.downcast_index(index.index)
+    if not isinstance(ids, faiss.IndexIDMap):
+        return None
+    graph = faiss.downcast_index(ids.index)
+    return graph if isinstance(graph, faiss.IndexHNSWSQ) else None
 
 
 def _ivf_flat_contents(index: Any) -> tuple[Ids, Vectors]:
