@@ -12,16 +12,17 @@ forced, built by ``rebuild`` exactly as ``countenance reindex`` builds it, and t
 (efSearch, nprobe, re-ranking depth: the smallest reaching ``--target-recall`` recall@10 on
 gallery vectors as queries): ``exact`` is the flat layout (faiss ``IndexFlatIP`` as faiss ships
 it: BLAS only when queries x dim >= 128,000), ``exact-blas`` the same with that threshold at 0,
-``faiss-hnsw`` the HNSW layout, ``faiss-ivfpq`` IVF-PQ re-ranked from its memory-mapped vectors.
+``faiss-hnsw`` the HNSW layout (a graph over 8-bit codes of the top principal components),
+``faiss-ivfpq`` IVF-PQ; both re-rank their short list from memory-mapped float vectors.
 
 Per kind and gallery size, one JSON row: p50/p99 single-query latency (top 10, one query per
 call, one thread, through ``FaissIndex.search``), recall@10 against exact, lead recall (of the
 exact top 10 with similarity at or above the weak band's edge, the share the index's top 10
 holds: what a user of ``search --top 10`` loses) and ``lead_recall_at_100`` (the same for top
-100), bytes per face in RAM (the serialised index: IVF-PQ's vectors are memory-mapped, not
-counted; ``bytes_per_face_on_disk`` counts them), build time including tuning (all threads)
-and speed-up over ``exact`` at p50. ``batch_ms_per_query`` is all queries in one call on one
-thread, the case faiss's BLAS threshold decides.
+100), bytes per face in RAM (the serialised index: the approximate layouts' float vectors are
+memory-mapped, not counted; ``bytes_per_face_on_disk`` counts them), build time including
+tuning (all threads) and speed-up over ``exact`` at p50. ``batch_ms_per_query`` is all
+queries in one call on one thread, the case faiss's BLAS threshold decides.
 Kinds that would not fit ``--ram-gb`` are skipped with a row saying what they need; a gallery
 that does not fit in RAM is generated straight into IVF-PQ's vector file on disk.
 """
@@ -234,7 +235,7 @@ def row_for(
     p = m if pool_queries is None else min(m, pool_queries)
     pool = index.search(case.queries[:p], LEAD_POOL)[1]
     per_face = serialised_bytes(index._layout.index) / case.n
-    on_disk = per_face + 4 * case.dim if index.layout == "ivfpq" else None
+    on_disk = per_face + 4 * case.dim if index.layout in ("hnsw", "ivfpq") else None
     p50 = timing["p50_ms"]
     speedup = None if case.exact_p50_ms is None else case.exact_p50_ms / p50
     edge = case.lead_min_similarity
@@ -242,6 +243,7 @@ def row_for(
     params: dict[str, Any] = {"kind": index.kind, "target_recall": index.target_recall}
     if index.ef_search is not None:
         params["efSearch"] = index.ef_search
+        params["rerank_per_result"] = index._layout.RERANK  # type: ignore[union-attr]
     if index.nprobe is not None:
         params["nprobe"] = index.nprobe
         params["rerank_per_result"] = index._layout.rerank  # type: ignore[union-attr]
