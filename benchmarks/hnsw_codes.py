@@ -18,18 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
 # Sibling modules: ``python benchmarks/hnsw_codes.py`` puts this folder on sys.path.
-from _descriptors import CACHE_DIR, Synthesiser, fit_model, log, real_descriptors
-from search import exact_top, lead_recall, mate_recall, recall_at
-
-from countenance.scoring import bands_for
-from countenance.vision.dlib_models import dlib_space
+from _descriptors import log
+from search import (
+    add_workload_arguments,
+    exact_p50_ms,
+    lead_recall,
+    load_workload,
+    mate_recall,
+    recall_at,
+    threads,
+    timed,
+)
 
 TOP = 10
 
@@ -55,77 +60,52 @@ def build(variant: str, dim: int, gallery: np.ndarray) -> tuple[Any, Any, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
+    add_workload_arguments(parser, fit_photos=1500)
     parser.add_argument("--variants", nargs="+", default=["full-flat", "full-sq8", "pca64-sq8"])
     parser.add_argument("--ef", type=int, nargs="+", default=[128, 192, 256, 320, 384])
     parser.add_argument("--rerank", type=int, nargs="+", default=[0, 20, 50])
-    parser.add_argument("--queries", type=int, default=400)
-    parser.add_argument("--faces", type=Path, default=Path("../shared/faces/lfw"))
-    parser.add_argument("--fit-photos", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--json", action="store_true", help="print the JSON list only")
     args = parser.parse_args()
 
-    vectors, labels = real_descriptors(args.faces, args.fit_photos, CACHE_DIR)
-    synth = Synthesiser(fit_model(vectors, labels), 128, args.seed)
-    gallery = np.empty((args.n, synth.dim), np.float32)
-    for start, chunk in synth.gallery_chunks(args.n):
-        gallery[start : start + len(chunk)] = chunk
-    queries, _ = synth.queries(args.queries, args.n, tag=1)
-    mates = synth.mates(args.queries, args.n, tag=1)
-    truth_sims, truth = exact_top(gallery, queries, 100)
-    edge = bands_for(dlib_space(1)).weak
-
-    all_threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    flat = faiss.IndexFlatIP(synth.dim)
-    flat.add(gallery)
-    times = []
-    for query in queries[:200]:
-        started = time.perf_counter()
-        flat.search(query[None, :], TOP)
-        times.append(time.perf_counter() - started)
-    exact_p50 = float(np.median(times) * 1e3)
-    del flat
-    log(f"exact p50 {exact_p50:.2f} ms")
+    work = load_workload(args)
+    gallery = work.gallery
+    exact_ms = exact_p50_ms(gallery, work.queries)
 
     rows: list[dict[str, Any]] = []
     for variant in args.variants:
-        faiss.omp_set_num_threads(all_threads)  # builds use every core, searches one
         started = time.perf_counter()
-        index, graph, per_face = build(variant, synth.dim, gallery)
+        index, graph, per_face = build(variant, gallery.shape[1], gallery)  # every core
         build_s = time.perf_counter() - started
-        faiss.omp_set_num_threads(1)
         for ef in args.ef:
             graph.hnsw.efSearch = ef
             for depth in args.rerank:
                 pool = max(TOP, depth)
                 if ef < pool:
                     continue
-                found = np.empty((len(queries), TOP), np.int64)
-                times = []
-                for i, query in enumerate(queries):
-                    started = time.perf_counter()
-                    _, ids = index.search(query[None, :], pool)
-                    if depth:
-                        sims = gallery[ids[0]] @ query
-                        found[i] = ids[0][np.argsort(-sims)[:TOP]]
-                    else:
-                        found[i] = ids[0][:TOP]
-                    times.append(time.perf_counter() - started)
-                p50 = float(np.median(times[20:]) * 1e3)
+
+                def search(query: np.ndarray, index: Any = index, pool: int = pool) -> Any:
+                    _, ids = index.search(query, pool)
+                    if pool == TOP:
+                        return ids[0][:TOP]
+                    sims = gallery[ids[0]] @ query[0]
+                    return ids[0][np.argsort(-sims)[:TOP]]
+
+                with threads(1):
+                    p50, found = timed(search, work.queries)
+                truth, sims = work.truth, work.truth_sims
                 row = {
                     "variant": variant,
                     "n": args.n,
                     "efSearch": ef,
                     "rerank": depth,
                     "p50_ms": round(p50, 3),
-                    "exact_p50_ms": round(exact_p50, 3),
-                    "speedup_vs_exact": round(exact_p50 / p50, 2),
+                    "exact_p50_ms": round(exact_ms, 3),
+                    "speedup_vs_exact": round(exact_ms / p50, 2),
                     "recall_at_10": round(recall_at(found, truth, TOP), 4),
-                    "lead_recall": round(lead_recall(found, truth_sims, truth, edge, TOP) or 0, 4),
+                    "lead_recall": round(
+                        lead_recall(found, sims, truth, work.lead_edge, TOP) or 0.0, 4
+                    ),
                     "mate_recall": round(
-                        mate_recall(found, truth_sims, truth, mates, edge, TOP) or 0, 4
+                        mate_recall(found, sims, truth, work.mates, work.lead_edge, TOP) or 0.0, 4
                     ),
                     "code_bytes_per_face": per_face,
                     "build_s": round(build_s, 1),

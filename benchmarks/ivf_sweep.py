@@ -16,57 +16,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
-from _descriptors import CACHE_DIR, Matrix, Synthesiser, fit_model, log, real_descriptors
-from search import Ids, exact_top, mate_recall, recall_at
+from _descriptors import Matrix, log
+from search import (
+    Ids,
+    add_workload_arguments,
+    exact_p50_ms,
+    load_workload,
+    mate_recall,
+    recall_at,
+    timed,
+)
 
 from countenance.index.faiss_layouts import choose_nlist
-from countenance.scoring import bands_for
-from countenance.vision.dlib_models import dlib_space
-
-
-def p50_ms(search: Callable[[Matrix], Ids], queries: Matrix) -> tuple[float, Ids]:
-    times, found = [], []
-    for i in range(len(queries)):
-        started = time.perf_counter()
-        found.append(search(queries[i : i + 1]))
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e3), np.array(found)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=300)
+    add_workload_arguments(parser, fit_photos=600)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--depth", type=int, nargs="+", default=[200, 800, 3200])
-    parser.add_argument("--faces", type=Path, default=Path("../shared/faces/lfw"))
-    parser.add_argument("--fit-photos", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--json", action="store_true", help="print the JSON list only")
     args = parser.parse_args()
 
-    vectors, labels = real_descriptors(args.faces, args.fit_photos, CACHE_DIR)
-    synth = Synthesiser(fit_model(vectors, labels), 128, args.seed)
-    gallery = np.empty((args.n, 128), dtype=np.float32)
-    for start, chunk in synth.gallery_chunks(args.n):
-        gallery[start : start + len(chunk)] = chunk
-    queries, _ = synth.queries(args.queries, args.n, tag=1)
-    mates = synth.mates(args.queries, args.n, tag=1)
-    truth_sims, truth = exact_top(gallery, queries, 100)
-    edge = bands_for(dlib_space(1)).weak
-
-    flat = faiss.IndexFlatIP(128)
-    flat.add(gallery)
-    faiss.omp_set_num_threads(1)
-    exact_ms, _ = p50_ms(lambda q: flat.search(q, 10)[1][0], queries)
-    log(f"exact p50 {exact_ms:.2f} ms")
+    work = load_workload(args)
+    gallery, queries = work.gallery, work.queries
+    exact_ms = exact_p50_ms(gallery, queries)
 
     def reranked(index: Any, depth: int) -> Callable[[Matrix], Ids]:
         def search(query: Matrix) -> Ids:
@@ -95,7 +73,7 @@ def main() -> None:
         for nprobe in args.nprobe:
             index.nprobe = nprobe
             for depth in args.depth:
-                ms, found = p50_ms(reranked(index, depth), queries)
+                ms, found = timed(reranked(index, depth), queries)
                 row = {
                     "codes": name,
                     "n": args.n,
@@ -104,9 +82,13 @@ def main() -> None:
                     "depth": depth,
                     "p50_ms": round(ms, 3),
                     "speedup_vs_exact": round(exact_ms / ms, 2),
-                    "recall_at_10": round(recall_at(found, truth, 10), 4),
+                    "recall_at_10": round(recall_at(found, work.truth, 10), 4),
                     "mate_recall": round(
-                        mate_recall(found, truth_sims, truth, mates, edge, 10) or 0.0, 4
+                        mate_recall(
+                            found, work.truth_sims, work.truth, work.mates, work.lead_edge, 10
+                        )
+                        or 0.0,
+                        4,
                     ),
                     "exact_p50_ms": round(exact_ms, 3),
                 }

@@ -282,6 +282,70 @@ def _rounded(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
+# -- for sibling benchmarks (ivf_sweep.py, hnsw_codes.py) ----------------------------------------
+
+
+@dataclass
+class Workload:
+    """A synthetic gallery in RAM, its queries, and their exact top 100."""
+
+    gallery: Matrix
+    queries: Matrix
+    mates: list[Ids]
+    truth_sims: Matrix
+    truth: Ids
+    lead_edge: float  # the weak band's edge at 128-d
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser, fit_photos: int) -> None:
+    parser.add_argument("--n", type=int, default=1_000_000, help="gallery size")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--faces", type=Path, default=Path("../shared/faces/lfw"))
+    parser.add_argument("--fit-photos", type=int, default=fit_photos, help="real photos to fit on")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--json", action="store_true", help="print the JSON list only")
+
+
+def load_workload(args: argparse.Namespace) -> Workload:
+    """The 128-d gallery, queries and exact answers that ``args`` describe."""
+    vectors, labels = real_descriptors(args.faces, args.fit_photos, CACHE_DIR)
+    synth = Synthesiser(fit_model(vectors, labels), 128, args.seed)
+    gallery = np.empty((args.n, synth.dim), dtype=np.float32)
+    for start, chunk in synth.gallery_chunks(args.n):
+        gallery[start : start + len(chunk)] = chunk
+    queries, _ = synth.queries(args.queries, args.n, tag=1)
+    truth_sims, truth = exact_top(gallery, queries, LEAD_POOL)
+    return Workload(
+        gallery,
+        queries,
+        synth.mates(args.queries, args.n, tag=1),
+        truth_sims,
+        truth,
+        bands_for(dlib_space(1)).weak,
+    )
+
+
+def timed(search: Any, queries: Matrix) -> tuple[float, Ids]:
+    """p50 ms of ``search`` (one query, as a 1-row matrix, to its top-10 ids) over ``queries``,
+    one at a time, and what it found."""
+    times, found = [], []
+    for i in range(len(queries)):
+        started = time.perf_counter()
+        found.append(search(queries[i : i + 1]))
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1e3), np.array(found)
+
+
+def exact_p50_ms(gallery: Matrix, queries: Matrix) -> float:
+    """p50 of the exact scan (faiss ``IndexFlatIP``, one thread) over ``queries``."""
+    flat = faiss.IndexFlatIP(gallery.shape[1])
+    flat.add(gallery)
+    with threads(1):
+        ms, _ = timed(lambda q: flat.search(q, TOP)[1][0], queries)
+    log(f"exact p50 {ms:.2f} ms")
+    return ms
+
+
 # -- driving -------------------------------------------------------------------------------------
 
 

@@ -436,22 +436,19 @@ class FaissIndex:
         )
         if not ours:
             raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
-        if graph is not None:
-            if graph.metric_type != faiss.METRIC_L2:
-                raise BackendError(f"vector index {path}: its graph does not use L2")
-            if index.d != self.space.dim:
-                raise SpaceMismatch(
-                    f"vector index {path} has dimension {index.d}, the space {self.space.key} "
-                    f"has {self.space.dim}"
-                )
-            return HnswLayout(index, self._vector_file())
-        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise BackendError(f"vector index {path} does not use inner product")
+        # the graph over codes walks by L2 (which ranks unit vectors as cosine does)
+        metric, metric_name = (
+            (faiss.METRIC_L2, "L2") if graph is not None else (faiss.METRIC_INNER_PRODUCT, "IP")
+        )
+        if (graph if graph is not None else index).metric_type != metric:
+            raise BackendError(f"vector index {path} does not use {metric_name}")
         if index.d != self.space.dim:
             raise SpaceMismatch(
                 f"vector index {path} has dimension {index.d}, the space {self.space.key} "
                 f"has {self.space.dim}"
             )
+        if graph is not None:
+            return HnswLayout(index, self._vector_file())
         if isinstance(index, faiss.IndexIDMap2) and isinstance(inner, faiss.IndexFlat):
             return FlatLayout(self.space.dim, index)
         if isinstance(index, faiss.IndexIDMap) and isinstance(inner, faiss.IndexHNSWFlat):
