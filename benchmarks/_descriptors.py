@@ -231,6 +231,13 @@ class Synthesiser:
             self._lift = np.linalg.qr(gauss)[0].astype(np.float32)  # orthonormal columns
 
     @property
+    def key(self) -> str:
+        """Names this synthesiser's gallery: the same key, the same rows."""
+        fitted = hashlib.sha256(self.model.mean.tobytes() + self.model.basis.tobytes())
+        low, high = self.faces_per_identity
+        return f"d{self.dim}-s{self.seed}-f{low}to{high}-m{fitted.hexdigest()[:12]}"
+
+    @property
     def dim_note(self) -> str | None:
         """How the vectors relate to real descriptors, where they are not of the model's size."""
         if self._lift is None:

@@ -66,3 +66,22 @@ def test_an_unopenable_path_is_a_backend_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(BackendError, match="cannot open vector file"):
         VectorFile(tmp_path / "file" / "v", DIM)
+
+
+def test_every_way_of_reading_returns_the_rows_asked_for(tmp_path: Path) -> None:
+    store = VectorFile(tmp_path / "v.vectors", 8)
+    vectors = np.random.default_rng(4).standard_normal((200, 8)).astype(np.float32)
+    store.write(np.arange(200, dtype=np.int64), vectors)
+    for ids in (
+        np.arange(10, 60),  # a run: one sequential read
+        np.array([3, 5, 6, 11]),  # ascending and dense: one read, rows picked from it
+        np.array([190, 4, 77]),  # scattered: through the map
+        np.array([1, 150, 199]),  # ascending but sparse: through the map
+    ):
+        got = store.read(ids.astype(np.int64))
+        np.testing.assert_array_equal(got, vectors[ids])
+        got[:] = 0  # a result is the caller's own, never a view of the file
+    np.testing.assert_array_equal(store.read(np.arange(10, 60, dtype=np.int64)), vectors[10:60])
+    np.testing.assert_array_equal(
+        store.read(np.array([198, 250])), np.stack([vectors[198], np.zeros(8)])
+    )

@@ -109,10 +109,23 @@ class Gallery:
             yield self.ids[start:stop], self.take(np.arange(start, stop))
 
     def sample(self, size: int, seed: int) -> Vectors:
-        """A seeded sample of ``size`` vectors (all of them when there are fewer)."""
+        """A seeded sample of ``size`` vectors (all of them when there are fewer).
+
+        A vector file is read in order, chunk by chunk: picking scattered rows of a file
+        larger than RAM would cost a disk seek per row (10^6 rows of a 10^8-face gallery: a
+        quarter of an hour here, against a minute to stream all of it).
+        """
         size = min(size, len(self.ids))
         rows = np.sort(np.random.default_rng(seed).choice(len(self.ids), size=size, replace=False))
-        return self.take(rows)
+        if not isinstance(self.vectors, VectorFile):
+            return self.take(rows)
+        parts = [np.zeros((0, self.vectors.dim), dtype=np.float32)]
+        for start in range(0, len(self.ids), _READ_CHUNK):
+            stop = min(start + _READ_CHUNK, len(self.ids))
+            picked = rows[np.searchsorted(rows, start) : np.searchsorted(rows, stop)]
+            if len(picked):
+                parts.append(self.take(np.arange(start, stop))[picked - start])
+        return np.concatenate(parts)
 
 
 class Calibration:

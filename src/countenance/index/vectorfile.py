@@ -7,8 +7,9 @@ vector. Rows of ids never written read as zeros (the file is sparse: unwritten r
 disk on filesystems with holes). A removed id's row is overwritten with zeros, so an erased
 face's vector does not outlive it here.
 
-The file is written with ``pwrite``. A run of consecutive ids is read with one ``pread`` (the
-kernel reads ahead, as a scan wants); scattered ids, as a re-ranking short list has, are
+The file is written with ``pwrite``. Ascending ids that span few more rows than they number
+(a chunk of catalog ids) are read with one ``pread`` (the kernel reads ahead, as a scan
+wants); scattered ids, as a re-ranking short list has, are
 read through a read-only map advised as random access, so that each 512-byte row costs one
 page and not the kernel's usual read-ahead window (128 KiB a row would read ~400 MB per
 search of a 10^8-face gallery that does not fit the page cache). The map is reopened when
@@ -35,6 +36,9 @@ from countenance.ports import Ids, Vectors
 
 # Writes go out in slices of this many rows, so a large write never builds one huge buffer.
 _WRITE_ROWS = 1 << 16
+# Ascending ids spanning at most this many rows per id asked for are read as one run.
+_SPAN_READ = 4
+_READ_BYTES = 1 << 28  # bytes per read call of a run
 
 
 class VectorFile:
@@ -98,13 +102,16 @@ class VectorFile:
             return out
         rows = self.rows
         first, last = int(ids[0]), int(ids[-1])
+        span = last - first + 1
         if (
             first >= 0
             and last < rows
-            and last - first == len(ids) - 1
-            and (np.diff(ids) == 1).all()
+            and span <= _SPAN_READ * len(ids)
+            and (np.diff(ids) > 0).all()
         ):
-            return self._read_run(first, len(ids))  # one sequential read
+            # ascending and dense enough (a chunk of catalog ids): one sequential read
+            run = self._read_run(first, span)
+            return run if span == len(ids) else run[ids - first]
         if self._map is None or self._mapped_rows != rows:
             self._remap(rows)
         inside = (ids >= 0) & (ids < rows)
@@ -113,14 +120,18 @@ class VectorFile:
         return out
 
     def _read_run(self, first: int, count: int) -> Vectors:
-        size = count * self._row
+        out = np.empty((count, self.dim), dtype=np.float32)
+        view = out.data.cast("B")
+        done, offset = 0, first * self._row
         try:
-            data = os.pread(self._fd, size, first * self._row)
+            while done < len(view):  # pread returns at most ~2 GiB at a time
+                got = os.preadv(self._fd, [view[done : done + _READ_BYTES]], offset + done)
+                if got == 0:
+                    raise BackendError(f"vector file {self.path} ended early (truncated?)")
+                done += got
         except OSError as exc:
             raise BackendError(f"cannot read vector file {self.path}: {exc}") from exc
-        if len(data) != size:
-            raise BackendError(f"vector file {self.path} ended early (truncated meanwhile?)")
-        return np.frombuffer(data, dtype=np.float32).reshape(count, self.dim).copy()
+        return out
 
     def _remap(self, rows: int) -> None:
         self._map, self._mmap = None, None
