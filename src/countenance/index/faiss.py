@@ -99,7 +99,7 @@ def choose_layout(
     limit ``n`` is within and whose RAM fits ``memory_gb``.
 
     Example: ``choose_layout(10**6, 128) == "hnsw"``; ``choose_layout(3 * 10**7, 128) == "ivfpq"``
-    (HNSW's ~24 GB would exceed the default 8 GB).
+    (HNSW's ~10 GB would exceed the default 8 GB).
     """
     budget = memory_gb * _GIB
     if n <= approx_threshold and n * (dim * 4 + 40) <= budget:
