@@ -277,7 +277,35 @@ class FlatLayout:
         return self.count() * (self.index.d * 4 + 8 + 32)  # vectors, ids, reverse map
 
 
-class HnswLayout:
+class _CodesAndFile:
+    """What HNSW and IVF-PQ share: codes in a FAISS index, float vectors in a VectorFile."""
+
+    vectors: VectorFile
+    _max_id: int
+
+    def ids(self) -> Ids:
+        raise NotImplementedError
+
+    def remove(self, ids: Ids) -> int:
+        raise NotImplementedError
+
+    def add_codes(self, ids: Ids, vectors: Vectors) -> None:
+        raise NotImplementedError
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        if ids.min() <= self._max_id:  # new faces have new, larger ids: skip the scan then
+            self.remove(ids)
+        self.vectors.write(ids, vectors)  # before the codes: a held id always has its vector
+        self.add_codes(ids, vectors)
+
+    def contents(self) -> Iterator[tuple[Ids, Vectors]]:
+        ids = np.sort(self.ids())
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start : start + _READ_CHUNK]
+            yield chunk, self.vectors.read(chunk)
+
+
+class HnswLayout(_CodesAndFile):
     """An HNSW graph over compact codes; float vectors on disk for re-ranking.
 
     A graph walk compares the query with thousands of faces, so what one comparison costs
@@ -364,12 +392,6 @@ class HnswLayout:
         labels = self._labels()
         return labels[labels != EMPTY_ID].copy()
 
-    def add(self, ids: Ids, vectors: Vectors) -> None:
-        if ids.min() <= self._max_id:  # new faces have new, larger ids: skip the scan then
-            self.remove(ids)
-        self.vectors.write(ids, vectors)  # before the codes: a held id always has its vector
-        self.add_codes(ids, vectors)
-
     def add_codes(self, ids: Ids, vectors: Vectors) -> None:
         """Add to the graph ids whose float vectors are already in the vector file."""
         for start in range(0, len(ids), _BATCH):
@@ -397,12 +419,6 @@ class HnswLayout:
         params.index_params = walk
         _, candidates = self.index.search(queries, pool, params=params)
         return rerank(self.vectors, queries, candidates, k)
-
-    def contents(self) -> Iterator[tuple[Ids, Vectors]]:
-        ids = np.sort(self.ids())
-        for start in range(0, len(ids), _READ_CHUNK):
-            chunk = ids[start : start + _READ_CHUNK]
-            yield chunk, self.vectors.read(chunk)
 
     def tune(self, calibration: Calibration, target_recall: float) -> None:
         def apply(value: int) -> None:
@@ -438,7 +454,7 @@ def rerank(vectors: VectorFile, queries: Vectors, candidates: Ids, k: int) -> tu
     return sims, ids
 
 
-class IvfPqLayout:
+class IvfPqLayout(_CodesAndFile):
     """Product-quantised codes in inverted lists; float vectors on disk for re-ranking."""
 
     RERANK = (10, 20, 40, 80, 160, 320)  # candidates re-ranked per result asked for
@@ -500,12 +516,6 @@ class IvfPqLayout:
     def ids(self) -> Ids:
         return list_ids(self.index)
 
-    def add(self, ids: Ids, vectors: Vectors) -> None:
-        if ids.min() <= self._max_id:
-            self.remove(ids)
-        self.vectors.write(ids, vectors)  # before the codes: a held id always has its vector
-        self.add_codes(ids, vectors)
-
     def add_codes(self, ids: Ids, vectors: Vectors) -> None:
         """Add codes for ids whose float vectors are already in the vector file."""
         quantizer: Any = faiss.downcast_index(self.index.quantizer)
@@ -534,12 +544,6 @@ class IvfPqLayout:
         pool = min(max(k * self.rerank, self.MIN_POOL), self.count())
         _, candidates = self.index.search(queries, pool)
         return rerank(self.vectors, queries, candidates, k)
-
-    def contents(self) -> Iterator[tuple[Ids, Vectors]]:
-        ids = np.sort(self.ids())
-        for start in range(0, len(ids), _READ_CHUNK):
-            chunk = ids[start : start + _READ_CHUNK]
-            yield chunk, self.vectors.read(chunk)
 
     def tune(self, calibration: Calibration, target_recall: float) -> None:
         """The fastest (nprobe, re-ranking depth) pair reaching ``target_recall``.
