@@ -28,7 +28,7 @@ never shrinks by itself; :meth:`rebuild` (``countenance reindex``) chooses afres
 :meth:`compact` reclaims HNSW's tombstones.
 
 Removal is visible to the very next search in every layout. Every result carries exact
-cosine similarities (IVF-PQ re-ranks its short list by the float vectors).
+cosine similarities (HNSW and IVF-PQ re-rank their short list by the float vectors).
 
 On disk: ``<directory>/<space.key>.faiss`` (replaced atomically by :meth:`save`; FAISS writes
 efSearch and nprobe into it) and, beyond flat, ``<space.key>.vectors`` (one row per face
