@@ -138,6 +138,22 @@ def test_search_breadth_is_set_from_the_target_recall(layout: str) -> None:
     assert recall >= 0.95
 
 
+def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
+    ids, vectors = data(20_000, seed=4)
+    gallery = faiss_layouts.Gallery(ids, vectors)
+    default = faiss_layouts.Calibration(gallery)
+    graph = faiss_layouts.Calibration(gallery, faiss_layouts.HnswLayout.CALIBRATION_QUERIES)
+    assert len(default.queries) == faiss_layouts.IvfPqLayout.CALIBRATION_QUERIES == 200
+    assert len(graph.queries) == 1000 and len(graph.truth) == 1000
+    # Half the probes are strangers: their nearest faces are held out with them.
+    held, _ = graph.held()
+    assert 1000 + 500 < len(held) <= 1000 + 500 * 9 and len(np.unique(held)) == len(held)
+    assert set(graph.own.tolist()) <= set(ids.tolist())
+    # A small gallery gives what it can: room for each probe and a stranger's 8 hidden faces.
+    small = faiss_layouts.Calibration(faiss_layouts.Gallery(ids[:900], vectors[:900]), 1000)
+    assert len(small.queries) == 900 // 18
+
+
 def test_ivf_slots_it_cannot_fill_are_empty_not_minus_flt_max() -> None:
     index = ivf_index(target_recall=0.5)
     assert index.nprobe is not None and index.nprobe < choose_nlist(len(IDS))

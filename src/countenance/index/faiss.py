@@ -324,7 +324,9 @@ class FaissIndex:
             if self._store is not None:
                 self._store.truncate()  # no vectors outlive the layout that needed them
         # The calibration faces join the index only once it is tuned (see Calibration).
-        calibration = Calibration(gallery) if name != "flat" and len(gallery) > 1 else None
+        calibration = None
+        if not isinstance(layout, FlatLayout) and len(gallery) > 1:
+            calibration = Calibration(gallery, layout.CALIBRATION_QUERIES)
         later = calibration.held()[0] if calibration is not None else np.zeros(0, np.int64)
         for ids, vectors in gallery.chunks():
             keep = ~np.isin(ids, later)
@@ -350,7 +352,7 @@ class FaissIndex:
 
     def _retune(self) -> None:
         if not isinstance(self._layout, FlatLayout):
-            calibration = Calibration(self._gallery())
+            calibration = Calibration(self._gallery(), self._layout.CALIBRATION_QUERIES)
             with calibration.hold_out(self._layout):
                 self._layout.tune(calibration, self.target_recall)
         self._tuned_at = self.count()
