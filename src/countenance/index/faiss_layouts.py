@@ -157,7 +157,7 @@ class Calibration:
         self.own = gallery.ids[rows]
         # the second half become strangers: their nearest faces leave the gallery too
         strangers = self.queries[count // 2 :]
-        _, near = _exact(gallery, strangers, _STRANGER_HIDES + 1, exclude=self.own)
+        _, near = _exact(gallery, strangers, _STRANGER_HIDES, exclude=self.own)
         hidden_rows = np.unique(near[near >= 0])
         self._hidden_ids = gallery.ids[hidden_rows]
         self._hidden_vectors = gallery.take(hidden_rows)
