@@ -53,8 +53,10 @@ _CALIBRATION_K = 10
 _STRANGER_HIDES = 8  # a stranger probe's nearest faces held out with it (its other photos)
 _SEED = 20240601  # the same gallery always yields the same lists, codes and parameters
 # Steps of 32 where 10^6-face galleries land (each step there is ~10% of the search time).
-_EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 448, 512)
-_EF_SEARCH += (768, 1024)
+_EF_SEARCH = (
+    *(16, 24, 32, 48, 64, 96, 128, 160, 192),
+    *(224, 256, 288, 320, 352, 384, 448, 512, 768, 1024),
+)
 # Below this many training faces the graph keeps every dimension (no projection).
 _MIN_PCA_SAMPLE = 1_000
 _BATCH = 1 << 16  # vectors per add call while building, to bound temporary memory
