@@ -145,10 +145,13 @@ def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
     graph = faiss_layouts.Calibration(gallery, faiss_layouts.HnswLayout.CALIBRATION_QUERIES)
     assert len(default.queries) == faiss_layouts.IvfPqLayout.CALIBRATION_QUERIES == 200
     assert len(graph.queries) == 1000 and len(graph.truth) == 1000
-    # Half the probes are strangers: their nearest faces are held out with them.
     held, _ = graph.held()
-    assert 1000 + 500 < len(held) <= 1000 + 500 * 8 and len(np.unique(held)) == len(held)
-    assert set(graph.own.tolist()) <= set(ids.tolist())
+    assert set(graph.own.tolist()) <= set(held.tolist()) <= set(ids.tolist())
+    assert len(np.unique(held)) == len(held)
+    # Half the probes are strangers: their 8 nearest faces (probes aside) are held out too.
+    others = ~np.isin(ids, graph.own)
+    nearest = np.argsort(-(graph.queries[500:] @ vectors[others].T), axis=1)[:, :8]
+    assert set(held[1000:].tolist()) == set(ids[others][nearest].ravel().tolist())
     # A small gallery gives what it can: room for each probe and a stranger's 8 hidden faces.
     small = faiss_layouts.Calibration(faiss_layouts.Gallery(ids[:900], vectors[:900]), 1000)
     assert len(small.queries) == 900 // 18

@@ -145,9 +145,10 @@ class Calibration:
     (their likely other photos).
 
     Recall is estimated from ``queries`` probes of ``_CALIBRATION_K`` neighbours each: with
-    200 its standard error near 0.99 is ~0.002, enough to pick 320 or 256 as efSearch by
-    chance (measured on one 10^6-face graph: 0.990 to 0.9945 at 320 over four draws of 200;
-    0.9926 with 1,000 and with 2,000), so layouts that can afford it ask for more.
+    200 its standard error near 0.99 is ~0.002, enough to pick efSearch 320 or 384 by
+    chance (measured on one 10^6-face graph, held faces filtered out of results: 0.990 to
+    0.9945 at 320 over four draws of 200; 0.9926 with 1,000 and with 2,000), so layouts that
+    can afford it ask for more.
     """
 
     def __init__(self, gallery: Gallery, queries: int = _CALIBRATION_QUERIES) -> None:
