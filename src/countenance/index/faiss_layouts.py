@@ -328,8 +328,8 @@ class HnswLayout(_CodesAndFile):
     cosine does. Codes only need to bring a face into the short list: ``RERANK`` candidates
     per result are re-ranked by their float vectors, so returned similarities are exact.
     Measured at 10^6 faces shaped like dlib descriptors (64 components of 128, 5 candidates
-    per result, efSearch 384 as tuned): recall@10 0.996 at 12.5x the exact scan with 344 B
-    per face (11.0x in an earlier run), where the graph over floats gave 0.996 at 10.1x with 792 B
+    per result, efSearch 352 as tuned): recall@10 0.9935 at 19.0x the exact scan with 344 B
+    per face (11.0x and 12.5x in earlier runs), where the graph over floats gave 10.1x with 792 B
     (``benchmarks/search.py``; the encodings compared in ``benchmarks/hnsw_codes.py``).
     """
 
