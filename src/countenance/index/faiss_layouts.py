@@ -244,7 +244,6 @@ class FlatLayout:
     """Exact inner-product search; every face's vector in RAM."""
 
     name = "flat"
-    CALIBRATION_QUERIES = 0  # exact: nothing to tune
 
     def __init__(self, dim: int, index: Any = None) -> None:
         # IDMap2 (not IDMap) can reconstruct vectors, which moving to another layout needs.
