@@ -1,9 +1,11 @@
-"""How much of an IVF index a search must read for recall, with 8-bit PQ and 4-bit fast-scan codes.
+"""How much of an IVF index a search must read for recall, with PQ and RaBitQ codes.
 
     python benchmarks/ivf_sweep.py --n 1000000 --json
 
-On a synthetic gallery like ``search.py``'s, builds FAISS IVF-PQ (``IndexIVFPQ`` m=32 x 8 bits,
-and ``IndexIVFPQFastScan`` m=64 x 4 bits; both 32 bytes a face) with ~4*sqrt(n) lists, and for
+On a synthetic gallery like ``search.py``'s, builds FAISS IVF indexes with ~4*sqrt(n) lists
+over four kinds of codes (``--codes``): ``IndexIVFPQ`` m=32 x 8 bits and
+``IndexIVFPQFastScan`` m=64 x 4 bits (both 32 bytes a face), and ``IndexIVFRaBitQFastScan``
+with 1 and 2 bits a dimension (24 and 52 bytes at 128-d; the 2-bit one is countenance's), and for
 each nprobe and short-list depth re-ranks the short list by the float vectors (as countenance
 does) and reports p50 single-query latency (one thread), recall@10 and mate recall against
 exact search, and the speed-up over the exact scan measured in the same run. It shows the
@@ -40,6 +42,12 @@ def main() -> None:
     add_workload_arguments(parser, fit_photos=600)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--depth", type=int, nargs="+", default=[200, 800, 3200])
+    parser.add_argument(
+        "--codes",
+        nargs="+",
+        choices=("pq32x8", "pq64x4fs", "rabitq1fs", "rabitq2fs"),
+        default=["pq32x8", "pq64x4fs", "rabitq1fs", "rabitq2fs"],
+    )
     args = parser.parse_args()
 
     work = load_workload(args)
@@ -60,9 +68,12 @@ def main() -> None:
     codes = {
         "pq32x8": lambda q: faiss.IndexIVFPQ(q, 128, nlist, 32, 8, ip),
         "pq64x4fs": lambda q: faiss.IndexIVFPQFastScan(q, 128, nlist, 64, 4, ip),
+        "rabitq1fs": lambda q: faiss.IndexIVFRaBitQFastScan(q, 128, nlist, ip, 32, True, 1),
+        "rabitq2fs": lambda q: faiss.IndexIVFRaBitQFastScan(q, 128, nlist, ip, 32, True, 2),
     }
     rows: list[dict[str, Any]] = []
-    for name, make in codes.items():
+    for name in args.codes:
+        make = codes[name]
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         index = make(faiss.IndexFlatIP(128))
         rng = np.random.default_rng(args.seed)

@@ -13,7 +13,8 @@ forced, built by ``rebuild`` exactly as ``countenance reindex`` builds it, and t
 gallery vectors as queries): ``exact`` is the flat layout (faiss ``IndexFlatIP`` as faiss ships
 it: BLAS only when queries x dim >= 128,000), ``exact-blas`` the same with that threshold at 0,
 ``faiss-hnsw`` the HNSW layout (a graph over 8-bit codes of the top principal components),
-``faiss-ivfpq`` IVF-PQ; both re-rank their short list from memory-mapped float vectors.
+``faiss-ivfpq`` IVF (2-bit RaBitQ codes in inverted lists); both re-rank their short list
+from memory-mapped float vectors.
 
 Per kind and gallery size, one JSON row: p50/p99 single-query latency (top 10, one query per
 call, one thread, through ``FaissIndex.search``), recall@10 against exact, lead recall (of the
@@ -58,7 +59,7 @@ from _descriptors import (
 )
 
 from countenance.index.faiss import FaissIndex
-from countenance.index.faiss_layouts import HnswLayout, choose_nlist, pq_shape
+from countenance.index.faiss_layouts import HnswLayout, choose_nlist, rabitq_code_bytes
 from countenance.index.vectorfile import VectorFile
 from countenance.scoring import bands_for
 from countenance.types import EmbeddingSpace
@@ -85,10 +86,9 @@ def index_bytes(kind: str, n: int, dim: int) -> int:
     if kind == "faiss-hnsw":
         return n * HnswLayout.bytes_per_face(dim)
     nlist = choose_nlist(n)
-    m, nbits = pq_shape(n, dim)
     train = max(64 * nlist, 9984) * dim * 4
     # codes and ids, centroids, the k-means sample, and one chunk of vectors being added
-    return n * (m * nbits // 8 + 8) + nlist * dim * 4 + train + (1 << 18) * dim * 4
+    return n * (rabitq_code_bytes(dim) + 8) + nlist * dim * 4 + train + (1 << 18) * dim * 4
 
 
 def serialised_bytes(index: Any) -> int:

@@ -1,4 +1,4 @@
-"""The embedded default vector index: FAISS, exact while small, then HNSW, then IVF-PQ.
+"""The embedded default vector index: FAISS, exact while small, then HNSW, then IVF.
 
 The gallery's layout follows its size and a memory budget
 (:mod:`countenance.index.faiss_layouts` has the three):
@@ -9,17 +9,18 @@ layout        while                           RAM per 128-d face
 flat (exact)  n <= ``approx_threshold``       ~550 B (vector, id, reverse map)
 hnsw32,pca..  it fits ``memory_gb`` (and      ~350 B (8-bit codes of the top principal
               n <= ``ivfpq_threshold``)       components, id, graph links)
-ivf,pq..fs    beyond                          ~40 B (32 B of code, 8 B id)
+ivf,rabitq..  beyond                          ~60 B (52 B of 2-bit RaBitQ code, 8 B id)
 ============  ==============================  ====================================
 
 Both approximate layouts keep the float vectors in a memory-mapped file, one row per face
 id, and re-rank their short list by them. HNSW is kept as long as the budget allows because,
 measured on galleries shaped like face descriptors (``benchmarks/search.py``), it reaches
-recall 0.99 at a fraction of the cost IVF-PQ needs; IVF-PQ is what lets a gallery larger
-than RAM be searched at all.
+recall 0.99 at a fraction of the cost IVF needs; IVF is what lets a gallery larger
+than RAM be searched at all. (The layout is still named ``ivfpq``, in settings and on disk,
+from when its codes were product-quantised; IVF-PQ indexes written then still load.)
 
 The ``add`` that takes the gallery past a threshold rebuilds it in the next layout (training
-IVF-PQ on a sample); an IVF-PQ gallery that has grown fourfold is retrained with more lists.
+IVF on a sample); an IVF gallery that has grown fourfold is retrained with more lists.
 After each build the search breadth (HNSW's efSearch, IVF's nprobe and re-ranking depth) is
 set to the smallest value whose recall@10 against exact search reaches ``target_recall``, on
 held-out gallery faces as probes, and it is tuned again whenever the gallery has doubled
@@ -28,12 +29,12 @@ never shrinks by itself; :meth:`rebuild` (``countenance reindex``) chooses afres
 :meth:`compact` reclaims HNSW's tombstones.
 
 Removal is visible to the very next search in every layout. Every result carries exact
-cosine similarities (HNSW and IVF-PQ re-rank their short list by the float vectors).
+cosine similarities (HNSW and IVF re-rank their short list by the float vectors).
 
 On disk: ``<directory>/<space.key>.faiss`` (replaced atomically by :meth:`save`; FAISS writes
 efSearch and nprobe into it) and, beyond flat, ``<space.key>.vectors`` (one row per face
 id, memory-mapped, flushed before the index file is replaced, so a saved index never names a
-face whose vector is not on disk) and, for IVF-PQ, ``<space.key>.json`` (the re-ranking
+face whose vector is not on disk) and, for IVF, ``<space.key>.json`` (the re-ranking
 depth tuned with nprobe).
 
 The index is not safe for concurrent writes; the engine serialises them.
@@ -83,7 +84,7 @@ LAYOUTS = ("flat", "hnsw", "ivfpq")
 _GIB = 1 << 30
 # HNSW keeps this many tombstones at most (as a share of its slots) before an add compacts it.
 _MAX_TOMBSTONES = 0.25
-# Below this many vectors IVF-PQ cannot train 256 codes per sub-vector; flat is exact and fast.
+# Below this many vectors IVF has too few lists to be worth training; flat is exact and fast.
 _MIN_IVFPQ = 1_000
 
 
@@ -95,7 +96,7 @@ def choose_layout(
     ivfpq_threshold: int = 100_000_000,
     memory_gb: float = 8.0,
 ) -> str:
-    """The layout for ``n`` vectors of ``dim``: the first of flat, HNSW and IVF-PQ whose size
+    """The layout for ``n`` vectors of ``dim``: the first of flat, HNSW and IVF whose size
     limit ``n`` is within and whose RAM fits ``memory_gb``.
 
     Example: ``choose_layout(10**6, 128) == "hnsw"``; ``choose_layout(3 * 10**7, 128) == "ivfpq"``
@@ -113,7 +114,7 @@ class FaissIndex:
     """FAISS index of one space over int64 face ids; persistent when given a directory.
 
     Adding an id that is already present replaces its vector. ``remove`` is visible to the very
-    next search. Nothing is written until :meth:`save`, except IVF-PQ's vector file; without a
+    next search. Nothing is written until :meth:`save`, except IVF's vector file; without a
     directory ``save`` does nothing. ``layout`` forces one layout instead of choosing by size.
 
     Example::
@@ -175,7 +176,7 @@ class FaissIndex:
 
     @property
     def nprobe(self) -> int | None:
-        """IVF lists a search visits; ``None`` unless the layout is IVF-PQ."""
+        """IVF lists a search visits; ``None`` unless the layout is IVF."""
         return self._layout.nprobe if isinstance(self._layout, IvfPqLayout) else None
 
     @property
@@ -195,7 +196,7 @@ class FaissIndex:
 
     @property
     def vectors_path(self) -> Path:
-        """Where IVF-PQ keeps the float vectors it re-ranks with (a temporary folder for an
+        """Where IVF keeps the float vectors it re-ranks with (a temporary folder for an
         index without a directory, removed with the index)."""
         if self._vectors_path is None:
             scratch = tempfile.mkdtemp(prefix="countenance-vectors-")
@@ -204,7 +205,7 @@ class FaissIndex:
         return self._vectors_path
 
     def ram_bytes(self) -> int:
-        """What the index holds in RAM (IVF-PQ's memory-mapped vectors not counted)."""
+        """What the index holds in RAM (IVF's memory-mapped vectors not counted)."""
         return self._layout.ram_bytes()
 
     def count(self) -> int:
@@ -369,7 +370,7 @@ class FaissIndex:
         return "ivfpq" if isinstance(layout, IvfPqLayout) else "flat"
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FaissIndex:
-        """An independent copy held in memory (no directory): IVF-PQ's vectors are copied to
+        """An independent copy held in memory (no directory): IVF's vectors are copied to
         a temporary file of its own, so writes to either index never reach the other."""
         clone = copy.copy(self)
         clone._path = clone._vectors_path = None
@@ -407,7 +408,7 @@ class FaissIndex:
             raise BackendError(f"cannot save vector index to {directory}: {exc}") from exc
         try:
             if isinstance(self._layout, IvfPqLayout):
-                # Written before the index it describes; read only with an IVF-PQ index.
+                # Written before the index it describes; read only with an IVF index.
                 _write_json(self._meta_path, {"rerank": self._layout.rerank})
             faiss.write_index(self._layout.index, tmp)
             _fsync_file(tmp)
@@ -433,7 +434,10 @@ class FaissIndex:
                 isinstance(index, faiss.IndexIDMap)
                 and isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat)
             )
-            or isinstance(index, faiss.IndexIVFPQFastScan | faiss.IndexIVFFlat)
+            or isinstance(
+                index,
+                faiss.IndexIVFRaBitQFastScan | faiss.IndexIVFPQFastScan | faiss.IndexIVFFlat,
+            )
             or graph is not None
         )
         if not ours:
@@ -464,7 +468,7 @@ class FaissIndex:
             gallery = Gallery(labels[live], vectors)
             self._build(self.forced or self._choose(len(gallery)), gallery)
             return self._layout
-        if isinstance(index, faiss.IndexIVFPQFastScan):
+        if isinstance(index, faiss.IndexIVFRaBitQFastScan | faiss.IndexIVFPQFastScan):
             meta = _read_json(self._meta_path)
             return IvfPqLayout(index, self._vector_file(), int(meta.get("rerank", 10)))
         if isinstance(index, faiss.IndexIVFFlat):
