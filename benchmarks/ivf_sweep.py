@@ -2,7 +2,7 @@
 
     python benchmarks/ivf_sweep.py --n 1000000 --json
 
-On a synthetic gallery like ``search.py``'s, builds FAISS IVF indexes with ~4*sqrt(n) lists
+On a synthetic gallery like ``search.py``'s, builds FAISS IVF indexes with ~2*sqrt(n) lists
 over four kinds of codes (``--codes``): ``IndexIVFPQ`` m=32 x 8 bits and
 ``IndexIVFPQFastScan`` m=64 x 4 bits (both 32 bytes a face), and ``IndexIVFRaBitQFastScan``
 with 1 and 2 bits a dimension (24 and 52 bytes at 128-d; the 2-bit one is countenance's), and for

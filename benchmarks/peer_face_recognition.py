@@ -7,7 +7,7 @@ model, and ``face_distance`` (a Euclidean distance from the probe to every known
 ``np.linalg.norm(known - probe, axis=1)``) over a list of encodings, best first. It is
 reproduced here exactly rather than installed (its package builds dlib from source).
 countenance answers with its vector index as the engine opens it (``FaissIndex`` with the
-engine's settings: exact up to 200,000 faces, HNSW to 2,000,000, IVF-PQ beyond, tuned to
+engine's settings: exact up to 200,000 faces, HNSW to 2,000,000, IVF beyond, tuned to
 recall@10 0.99).
 Both run in this process, one query at a time, on the same synthetic gallery drawn from a model
 fitted to real descriptors (see ``_descriptors.py``). Each row: p50/p99 per query for both,

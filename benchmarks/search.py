@@ -25,7 +25,7 @@ memory-mapped, not counted; ``bytes_per_face_on_disk`` counts them), build time 
 tuning (all threads) and speed-up over ``exact`` at p50. ``batch_ms_per_query`` is all
 queries in one call on one thread, the case faiss's BLAS threshold decides.
 Kinds that would not fit ``--ram-gb`` are skipped with a row saying what they need; a gallery
-that does not fit in RAM is generated straight into IVF-PQ's vector file on disk.
+that does not fit in RAM is generated straight into IVF's vector file on disk.
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class Case:
     dim: int
     gallery: Matrix
     placement: str  # "ram" or "mmap"
-    directory: Path  # where the indexes keep their files (the mmap gallery is IVF-PQ's)
+    directory: Path  # where the indexes keep their files (the mmap gallery is IVF's)
     queries: Matrix
     truth_sims: Matrix
     truth: Ids
@@ -361,7 +361,7 @@ def place_gallery(
     synth: Synthesiser, n: int, ram: int, directory: Path
 ) -> tuple[Matrix | None, str]:
     """The gallery in RAM when it fits twice (a flat index copies it), else written straight
-    into IVF-PQ's vector file in ``directory`` (row i is face id i) when the disk has room.
+    into IVF's vector file in ``directory`` (row i is face id i) when the disk has room.
     A vector file that ``directory`` already holds complete (``keep_gallery``) is reused."""
     size = n * synth.dim * 4
     path = directory / f"{space_of(synth.dim).key}.vectors"

@@ -42,12 +42,12 @@ class Settings:
     )
     ivfpq_threshold: int = _setting(
         100_000_000,
-        "Gallery size past which the FAISS index holds compressed codes (HNSW to IVF-PQ,"
-        " ~40 bytes of RAM per face; the float vectors are memory-mapped from disk). Before"
+        "Gallery size past which the FAISS index holds compressed codes (HNSW to IVF,"
+        " ~60 bytes of RAM per 128-d face; the float vectors are memory-mapped from disk). Before"
         " that, index_memory_gb decides: HNSW stays while it fits.",
     )
     index_memory_gb: float = _setting(
-        8.0, "RAM the FAISS index may take; a gallery that would exceed it moves to IVF-PQ."
+        8.0, "RAM the FAISS index may take; a gallery that would exceed it moves to IVF."
     )
     target_recall: float = _setting(
         0.99, "Recall@10 the approximate index is tuned to reach against exact search."

@@ -1,7 +1,7 @@
 """The VectorIndex contract, run against every backend, plus congruence between backends.
 
 ``faiss-hnsw`` and ``faiss-ivfpq`` are FaissIndex with its layout forced, so the same suite
-drives its HNSW graph (tombstones) and its IVF-PQ codes (re-ranked from the vector file).
+drives its HNSW graph (tombstones) and its IVF codes (re-ranked from the vector file).
 ``milvus`` is MilvusIndex on Milvus Lite: one embedded server per module, and a fresh
 collection for each index a test asks for (a collection cannot be deep-copied like the others,
 but loading the 2000 vectors into a new one takes well under a second). The data are
@@ -67,7 +67,7 @@ ORDER = np.random.default_rng(3).permutation(len(IDS))
 
 
 def load(index: VectorIndex, batch: int = 500) -> VectorIndex:
-    # Batches: faiss-ivfpq trains at the second one (IVF-PQ needs 1000 vectors), retrains
+    # Batches: faiss-ivfpq trains at the second one (IVF needs 1000 vectors), retrains
     # with more lists at the fourth, and takes the third as plain adds.
     for start in range(0, len(IDS), batch):
         rows = ORDER[start : start + batch]
@@ -301,6 +301,6 @@ def test_faiss_approximate_recall_at_10_against_exact(layout: str) -> None:
     sims, found = approx.search(queries, k=10)
     recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
     assert recall >= 0.95
-    # Similarities are exact cosines, IVF-PQ's included (re-ranked from the float vectors).
+    # Similarities are exact cosines, IVF's included (re-ranked from the float vectors).
     same = found == truth
     np.testing.assert_allclose(sims[same], exact_sims[same], atol=1e-5)

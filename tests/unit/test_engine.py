@@ -128,7 +128,7 @@ def test_index_layout_settings_reach_the_faiss_index(tmp_path: Path) -> None:
         assert (index.approx_threshold, index.ivfpq_threshold, index.memory_gb) == (5, 7, 2.5)
         vectors = np.random.default_rng(0).normal(size=(6, 128)).astype(np.float32)
         index.add(np.arange(6), vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-        assert index.layout == "hnsw"  # past 5 faces; IVF-PQ would need 1,000 to train
+        assert index.layout == "hnsw"  # past 5 faces; IVF would need 1,000 to train
 
 
 def test_second_writer_is_refused(tmp_path: Path, folder: Path) -> None:

@@ -111,9 +111,10 @@ def test_ivfpq_retrains_with_more_lists_as_the_gallery_grows_fourfold() -> None:
 
 
 @pytest.mark.parametrize(
-    ("n", "nlist"), [(10, 1), (100, 2), (2_000, 32), (200_000, 2048), (1_000_000, 4096)]
+    ("n", "nlist"),
+    [(10, 1), (100, 2), (2_000, 32), (200_000, 1024), (1_000_000, 2048), (10**7, 8192)],
 )
-def test_nlist_is_about_4_sqrt_n_with_39_points_per_list(n: int, nlist: int) -> None:
+def test_nlist_is_about_2_sqrt_n_with_39_points_per_list(n: int, nlist: int) -> None:
     assert choose_nlist(n) == nlist
     assert nlist == 1 or n // nlist >= 39
 
@@ -483,3 +484,21 @@ def test_ivfpq_with_many_lists_finds_them_through_an_hnsw_graph(
     index.save()
     assert_same_results(index, FaissIndex(SPACE, tmp_path))
     assert_same_results(index, copy.deepcopy(index))
+
+
+def test_an_ivfpq_index_written_before_rabitq_still_opens_and_searches(tmp_path: Path) -> None:
+    index = ivf_index(tmp_path)
+    index.save()
+    # What this layout wrote before its codes were RaBitQ: 4-bit PQ fast-scan codes.
+    old = faiss.IndexIVFPQFastScan(
+        faiss.IndexFlatIP(SPACE.dim), SPACE.dim, 16, 8, 4, faiss.METRIC_INNER_PRODUCT
+    )
+    old.train(VECTORS)
+    old.add_with_ids(VECTORS, IDS)
+    old.nprobe = 16
+    faiss.write_index(old, str(index.path))
+    reopened = FaissIndex(SPACE, tmp_path)
+    assert reopened.layout == "ivfpq" and reopened.kind == "ivf16,pq8x4fs"
+    sims, found = reopened.search(VECTORS[::25], k=1)
+    np.testing.assert_array_equal(found[:, 0], IDS[::25])
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)  # re-ranked by the float vectors

@@ -1,4 +1,4 @@
-"""The three shapes a FAISS gallery takes as it grows: flat, HNSW and IVF-PQ.
+"""The three shapes a FAISS gallery takes as it grows: flat, HNSW and IVF.
 
 :class:`~countenance.index.faiss.FaissIndex` decides which one to use and when to move; each
 layout here holds the vectors one way and answers ``add`` / ``remove`` / ``search`` over
@@ -67,13 +67,16 @@ _READ_CHUNK = 1 << 18  # vectors per chunk when reading contents out
 
 
 def choose_nlist(n: int) -> int:
-    """IVF lists for ``n`` vectors: ~4*sqrt(n) as a power of two, >= 39 training points each.
+    """IVF lists for ``n`` vectors: ~2*sqrt(n) as a power of two, >= 39 training points each.
 
-    Example: ``choose_nlist(1_000_000) == 4096``; ``choose_nlist(2_000) == 32``.
+    Fewer, longer lists than the usual 4*sqrt(n): at 10^7 faces 8,192 lists of RaBitQ codes
+    reached recall 0.98 in ~10% less time than 16,384.
+
+    Example: ``choose_nlist(1_000_000) == 2048``; ``choose_nlist(10**7) == 8192``.
     """
     if n < 2 * _MIN_TRAIN_PER_LIST:
         return 1
-    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    nlist = 2 ** round(math.log2(2 * math.sqrt(n)))
     while nlist > 1 and nlist * _MIN_TRAIN_PER_LIST > n:
         nlist //= 2
     return int(nlist)
@@ -82,6 +85,7 @@ def choose_nlist(n: int) -> int:
 # RaBitQ bits per dimension in the IVF layout's codes: 1 bit ranks too coarsely for a short
 # list of ~100 to hold the true top 10 (recall 0.83 at 10^7 faces, against 0.96 with 2 bits).
 RABITQ_BITS = 2
+_FAST_SCAN_IMPLEM = 10
 
 
 def rabitq_code_bytes(dim: int, bits: int = RABITQ_BITS) -> int:
@@ -297,7 +301,7 @@ class FlatLayout:
 
 
 class _CodesAndFile:
-    """What HNSW and IVF-PQ share: codes in a FAISS index, float vectors in a VectorFile."""
+    """What HNSW and IVF share: codes in a FAISS index, float vectors in a VectorFile."""
 
     vectors: VectorFile
     _max_id: int
@@ -497,6 +501,10 @@ class IvfPqLayout(_CodesAndFile):
         self.vectors = vectors
         self.rerank = rerank
         self._max_id = int(self.ids().max()) if index.ntotal else -1
+        if isinstance(index, faiss.IndexIVFRaBitQFastScan):
+            # The same results as faiss's default kernel (implem 12) at ~7% less time per
+            # query at 10^7 faces; faiss does not save the choice, so it is made on load too.
+            index.implem = _FAST_SCAN_IMPLEM
 
     @classmethod
     def train(cls, dim: int, gallery: Gallery, vectors: VectorFile) -> IvfPqLayout:
@@ -576,8 +584,8 @@ class IvfPqLayout(_CodesAndFile):
 
     def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
         pool = min(max(k * self.rerank, self.MIN_POOL), self.count())
-        nprobe = min(self.nprobe, int(self.index.nlist))
-        near, lists = self._centroids().search(queries, nprobe)
+        # faiss wants exactly nprobe lists per query (-1 where there are fewer)
+        near, lists = self._centroids().search(queries, self.nprobe)
         _, candidates = self.index.search_preassigned(queries, pool, lists, near)
         return rerank(self.vectors, queries, candidates, k)
 

@@ -1,7 +1,7 @@
 """Float32 vectors on disk, one row per face id, read through a memory map.
 
-IVF-PQ keeps only short codes in RAM; to give exact similarities it re-ranks its short list
-with the float vectors, which live here. Face ids are catalog row ids, dense and growing, so
+HNSW and IVF keep only short codes in RAM; to give exact similarities each re-ranks its short
+list with the float vectors, which live here. Face ids are catalog row ids, dense and growing, so
 the row of id ``i`` is simply at byte ``i * dim * 4``: no id map to hold in RAM, one seek per
 vector. Rows of ids never written read as zeros (the file is sparse: unwritten rows take no
 disk on filesystems with holes). A removed id's row is overwritten with zeros, so an erased
