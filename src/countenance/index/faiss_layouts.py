@@ -506,6 +506,12 @@ class IvfPqLayout(_CodesAndFile):
             # The same results as faiss's default kernel (implem 12) at ~7% less time per
             # query at 10^7 faces; faiss does not save the choice, so it is made on load too.
             index.implem = _FAST_SCAN_IMPLEM
+        # The flat index of the lists' centroids that searches scan (an HNSW quantizer's
+        # storage; the graph serves adds only).
+        quantizer = faiss.downcast_index(index.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSWFlat):
+            quantizer = faiss.downcast_index(quantizer.storage)
+        self._centroids = quantizer
 
     @classmethod
     def train(cls, dim: int, gallery: Gallery, vectors: VectorFile) -> IvfPqLayout:
@@ -546,13 +552,6 @@ class IvfPqLayout(_CodesAndFile):
     def _set_nprobe(self, value: int) -> None:
         self.index.nprobe = value
 
-    def _centroids(self) -> Any:
-        """The flat index of the lists' centroids (an HNSW quantizer's storage)."""
-        quantizer = faiss.downcast_index(self.index.quantizer)
-        if isinstance(quantizer, faiss.IndexHNSWFlat):
-            return faiss.downcast_index(quantizer.storage)
-        return quantizer
-
     def count(self) -> int:
         return int(self.index.ntotal)
 
@@ -586,7 +585,7 @@ class IvfPqLayout(_CodesAndFile):
     def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
         pool = min(max(k * self.rerank, self.MIN_POOL), self.count())
         # faiss wants exactly nprobe lists per query (-1 where there are fewer)
-        near, lists = self._centroids().search(queries, self.nprobe)
+        near, lists = self._centroids.search(queries, self.nprobe)
         _, candidates = self.index.search_preassigned(queries, pool, lists, near)
         return rerank(self.vectors, queries, candidates, k)
 
