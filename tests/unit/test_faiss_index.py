@@ -160,6 +160,50 @@ def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
     assert len(small.queries) == 900 // 18
 
 
+class _BreadthRecall:
+    """A calibration whose recall is a rule of the layout's (nprobe, depth), so that which
+    pair the tuner keeps can be checked exactly."""
+
+    def __init__(self, layout: faiss_layouts.IvfPqLayout, lists_needed: dict[int, int]) -> None:
+        self.layout, self.lists_needed = layout, lists_needed
+        self.queries, self.k = VECTORS[:4], 10
+
+    def recall(self, search: object) -> float:
+        return float(self.layout.nprobe >= self.lists_needed[self.layout.rerank])
+
+
+@pytest.mark.parametrize(
+    ("lists_needed", "timed", "kept"),
+    [
+        # every depth needs the same lists: the shallowest reads least, and no clock decides
+        ({d: 8 for d in faiss_layouts.IvfPqLayout.RERANK}, [], (8, 10)),
+        # deep lists need fewer lists: one pair per breadth is timed, the faster kept
+        ({10: 16, 20: 16, 40: 8, 80: 8, 160: 8, 320: 8}, [(8, 40), (16, 10)], (16, 10)),
+        # no depth reaches the target: the most accurate pair
+        ({d: 10**9 for d in faiss_layouts.IvfPqLayout.RERANK}, [], ("nlist", 320)),
+    ],
+)
+def test_ivf_tuning_drops_pairs_that_read_as_many_lists_and_more_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+    lists_needed: dict[int, int],
+    timed: list[tuple[int, int]],
+    kept: tuple[object, int],
+) -> None:
+    layout = ivf_index(target_recall=0.5)._layout
+    assert isinstance(layout, faiss_layouts.IvfPqLayout)
+    clock: list[tuple[int, int]] = []
+
+    def seconds(calibration: object, nprobe: int, rerank: int) -> float:
+        clock.append((nprobe, rerank))
+        return 1.0 / nprobe  # the wider pair "runs faster": the clock, not the order, decides
+
+    monkeypatch.setattr(layout, "_seconds_per_probe", seconds)
+    layout.tune(_BreadthRecall(layout, lists_needed), 0.98)  # type: ignore[arg-type]
+    nlist = int(layout.index.nlist)
+    assert sorted(clock) == timed
+    assert (layout.nprobe, layout.rerank) == tuple(nlist if v == "nlist" else v for v in kept)
+
+
 def test_ivf_slots_it_cannot_fill_are_empty_not_minus_flt_max() -> None:
     index = ivf_index(target_recall=0.5)
     assert index.nprobe is not None and index.nprobe < choose_nlist(len(IDS))
