@@ -22,7 +22,10 @@ exact top 10 with similarity at or above the weak band's edge, the share the ind
 holds: what a user of ``search --top 10`` loses) and ``lead_recall_at_100`` (the same for top
 100), bytes per face in RAM (the serialised index: the approximate layouts' float vectors are
 memory-mapped, not counted; ``bytes_per_face_on_disk`` counts them), build time including
-tuning (all threads) and speed-up over ``exact`` at p50. ``batch_ms_per_query`` is all
+tuning (all threads) and speed-up over ``exact`` at p50: the exact index is kept and each query
+is searched there right after the measured kind (``exact_p50_ms``, ``exact_timed_alongside``),
+so that drift in the machine's speed during a long run moves both sides of the ratio alike
+(where RAM cannot hold both, the exact row's own p50 is used). ``batch_ms_per_query`` is all
 queries in one call on one thread, the case faiss's BLAS threshold decides.
 Kinds that would not fit ``--ram-gb`` are skipped with a row saying what they need; a gallery
 that does not fit in RAM is generated straight into IVF's vector file on disk.
@@ -181,18 +184,36 @@ def lead_recall(
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def measure(index: FaissIndex, queries: Matrix, batch: bool = True) -> dict[str, Any]:
+def measure(
+    index: FaissIndex,
+    queries: Matrix,
+    batch: bool = True,
+    baseline: FaissIndex | None = None,
+) -> dict[str, Any]:
     """Single-query latencies (top 10, one thread), their results, and batch time per query
-    (unless ``batch`` is false)."""
+    (unless ``batch`` is false).
+
+    With a ``baseline`` (the exact index), each query is also searched there right after,
+    and its p50 is returned as ``exact_p50_ms``: the two are timed in alternation, so a
+    machine that slows down or speeds up during the run (this one drifts by 10-20% over
+    minutes) moves both alike and their ratio holds.
+    """
     with threads(1):
         for query in queries[:10]:  # warm caches and lazily built tables
             index.search(query[None, :], TOP)
+            if baseline is not None:
+                baseline.search(query[None, :], TOP)
         found = np.empty((len(queries), TOP), dtype=np.int64)
         times = np.empty(len(queries))
+        exact_times = np.empty(len(queries))
         for i in range(len(queries)):
             started = time.perf_counter()
             found[i] = index.search(queries[i : i + 1], TOP)[1][0]
             times[i] = time.perf_counter() - started
+            if baseline is not None:
+                started = time.perf_counter()
+                baseline.search(queries[i : i + 1], TOP)
+                exact_times[i] = time.perf_counter() - started
         per_query = None
         if batch:
             started = time.perf_counter()
@@ -203,6 +224,7 @@ def measure(index: FaissIndex, queries: Matrix, batch: bool = True) -> dict[str,
         "p50_ms": float(np.percentile(times, 50) * 1e3),
         "p99_ms": float(np.percentile(times, 99) * 1e3),
         "batch_ms_per_query": per_query,
+        "exact_p50_ms": None if baseline is None else float(np.percentile(exact_times, 50) * 1e3),
     }
 
 
@@ -222,6 +244,7 @@ class Case:
     lead_min_similarity: float
     dim_note: str | None
     exact_p50_ms: float | None = None
+    baseline: FaissIndex | None = None  # the exact index, kept to time the others against
 
 
 def row_for(
@@ -241,7 +264,8 @@ def row_for(
     per_face = serialised_bytes(index._layout.index) / case.n
     on_disk = per_face + 4 * case.dim if index.layout in ("hnsw", "ivfpq") else None
     p50 = timing["p50_ms"]
-    speedup = None if case.exact_p50_ms is None else case.exact_p50_ms / p50
+    exact_p50 = timing["exact_p50_ms"] or case.exact_p50_ms
+    speedup = None if exact_p50 is None else exact_p50 / p50
     edge = case.lead_min_similarity
     leads = [int((s[:TOP] >= edge).sum()) for s in truth_sims]
     params: dict[str, Any] = {"kind": index.kind, "target_recall": index.target_recall}
@@ -269,6 +293,8 @@ def row_for(
         "bytes_per_face_on_disk": _rounded(on_disk, 1),
         "build_s": round(build_s, 3),
         "speedup_vs_exact": _rounded(speedup, 2),
+        "exact_p50_ms": _rounded(exact_p50),
+        "exact_timed_alongside": timing["exact_p50_ms"] is not None,
         "batch_ms_per_query": _rounded(timing["batch_ms_per_query"]),
         "params": params,
         "leads_per_query": round(float(np.mean(leads)), 2),
@@ -428,6 +454,9 @@ def run_case(
         rows = []
         for kind in args.index:  # exact comes first: it is the baseline of the others
             need = index_bytes(kind, n, dim) + in_ram
+            if case.baseline is not None and need + index_bytes("exact", n, dim) > ram:
+                case.baseline = None  # no room to keep it: ratios use its own run's p50
+                gc.collect()
             if need > ram or (placement == "mmap" and kind != "faiss-ivfpq"):
                 reason = (
                     "the gallery does not fit in RAM (it is on disk)"
@@ -470,16 +499,18 @@ def run_kind(case: Case, kind: str, args: argparse.Namespace) -> list[dict[str, 
     if kind == "exact":
         timing = measure(index, case.queries)
         case.exact_p50_ms = timing["p50_ms"]
+        case.baseline = index
         rows.append(row_for(case, index, "exact", timing, build_s, args.pool_queries))
         with blas_threshold(0):  # ~5x slower one at a time: a sample of queries says so
             timing = measure(index, case.queries[: args.blas_queries])
         rows.append(row_for(case, index, "exact-blas", timing, build_s, args.pool_queries))
     else:  # a gallery on disk: one batch would take as long as all the single queries
-        timing = measure(index, case.queries, batch=case.placement == "ram")
+        timing = measure(index, case.queries, batch=case.placement == "ram", baseline=case.baseline)
         rows.append(row_for(case, index, kind, timing, build_s, args.pool_queries))
     for row in rows:
         log(
-            f"  {row['index']}: p50 {row['p50_ms']:.3f} ms ({row['speedup_vs_exact']}x), "
+            f"  {row['index']}: p50 {row['p50_ms']:.3f} ms ({row['speedup_vs_exact']}x "
+            f"exact's {row['exact_p50_ms']} ms), "
             f"recall@10 {row['recall_at_10']}, lead recall {row['lead_recall']} "
             f"(mates {row['mate_recall']}) "
             f"(top 100: {row['lead_recall_at_100']}), {row['bytes_per_face']} B/face, "
