@@ -7,6 +7,7 @@ import copy
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -161,31 +162,32 @@ def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
 
 
 class _BreadthRecall:
-    """A calibration whose recall is a rule of the layout's (nprobe, depth), so that which
-    pair the tuner keeps can be checked exactly."""
+    """A calibration whose recall is a rule of (nprobe, short-list width), so that which pair
+    the tuner keeps can be checked exactly; the fake short lists carry their nprobe."""
 
-    def __init__(self, layout: faiss_layouts.IvfPqLayout, lists_needed: dict[int, int]) -> None:
-        self.layout, self.lists_needed = layout, lists_needed
+    def __init__(self, lists_needed: Callable[[int], int]) -> None:
+        self.lists_needed = lists_needed
         self.queries, self.k = VECTORS[:4], 10
 
-    def recall(self, search: object) -> float:
-        return float(self.layout.nprobe >= self.lists_needed[self.layout.rerank])
+    def found_share(self, found: np.ndarray) -> float:
+        return float(found[0, 0] >= self.lists_needed(found.shape[1]))
 
 
 @pytest.mark.parametrize(
     ("lists_needed", "timed", "kept"),
     [
         # every depth needs the same lists: the shallowest reads least, and no clock decides
-        ({d: 8 for d in faiss_layouts.IvfPqLayout.RERANK}, [], (8, 10)),
-        # deep lists need fewer lists: one pair per breadth is timed, the faster kept
-        ({10: 16, 20: 16, 40: 8, 80: 8, 160: 8, 320: 8}, [(8, 40), (16, 10)], (16, 10)),
+        (lambda width: 8, [], (8, 10)),
+        # short lists of 400 or more (depth 40 up) need fewer lists: one pair per breadth
+        # is timed, and the clock decides
+        (lambda width: 8 if width >= 400 else 16, [(8, 40), (16, 10)], (16, 10)),
         # no depth reaches the target: the most accurate pair
-        ({d: 10**9 for d in faiss_layouts.IvfPqLayout.RERANK}, [], ("nlist", 320)),
+        (lambda width: 10**9, [], ("nlist", 320)),
     ],
 )
 def test_ivf_tuning_drops_pairs_that_read_as_many_lists_and_more_vectors(
     monkeypatch: pytest.MonkeyPatch,
-    lists_needed: dict[int, int],
+    lists_needed: Callable[[int], int],
     timed: list[tuple[int, int]],
     kept: tuple[object, int],
 ) -> None:
@@ -197,11 +199,37 @@ def test_ivf_tuning_drops_pairs_that_read_as_many_lists_and_more_vectors(
         clock.append((nprobe, rerank))
         return 1.0 / nprobe  # the wider pair "runs faster": the clock, not the order, decides
 
+    def short_list(queries: np.ndarray, pool: int) -> np.ndarray:
+        return np.full((len(queries), pool), layout.nprobe, dtype=np.int64)
+
     monkeypatch.setattr(layout, "_seconds_per_probe", seconds)
-    layout.tune(_BreadthRecall(layout, lists_needed), 0.98)  # type: ignore[arg-type]
+    monkeypatch.setattr(layout, "_short_list", short_list)
+    layout.tune(_BreadthRecall(lists_needed), 0.98)  # type: ignore[arg-type]
     nlist = int(layout.index.nlist)
     assert sorted(clock) == timed
     assert (layout.nprobe, layout.rerank) == tuple(nlist if v == "nlist" else v for v in kept)
+
+
+def test_ivf_tuning_reads_a_depths_recall_off_the_deepest_short_list() -> None:
+    # What the tuner relies on: re-ranking keeps every true neighbour its short list holds,
+    # so the recall of a search equals the share of neighbours in the first ``pool`` ids
+    # of the deepest short list, without reading a vector.
+    index = ivf_index(target_recall=0.5)
+    layout = index._layout
+    assert isinstance(layout, faiss_layouts.IvfPqLayout)
+    calibration = faiss_layouts.Calibration(faiss_layouts.Gallery(IDS, VECTORS), 60)
+    recalls: list[float] = []
+    with calibration.hold_out(layout):
+        for nprobe in (1, 2, 4):
+            layout._set_nprobe(nprobe)
+            deepest = layout._short_list(calibration.queries, layout._pool(10, 320))
+            for depth in (10, 20, 40):  # short lists of 100, 200 and 400
+                layout.rerank = depth
+                searched = calibration.recall(lambda q, k: layout.search(q, k)[1])
+                read_off = calibration.found_share(deepest[:, : layout._pool(10)])
+                assert read_off == pytest.approx(searched)
+                recalls.append(searched)
+    assert min(recalls) < max(recalls)  # breadth and depth matter here: the check can fail
 
 
 def test_ivf_slots_it_cannot_fill_are_empty_not_minus_flt_max() -> None:

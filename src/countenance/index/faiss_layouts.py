@@ -29,6 +29,7 @@ whose recall@10 against exact search reaches the target, on gallery vectors as q
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -203,7 +204,13 @@ class Calibration:
         """recall@k of ``search`` (queries, k) -> ids against the exact neighbours."""
         if not self.truth:
             return 1.0
-        found = search(self.queries, self.k)
+        return self.found_share(search(self.queries, self.k))
+
+    def found_share(self, found: Ids) -> float:
+        """The share of the exact neighbours that rows of ``found`` (one per probe, any
+        width) hold."""
+        if not self.truth:
+            return 1.0
         hits = sum(
             len(want & set(row.tolist())) for want, row in zip(self.truth, found, strict=True)
         )
@@ -242,21 +249,30 @@ def tune(
     target_recall: float,
 ) -> int:
     """Apply and return the smallest of ``values`` (ascending) whose recall reaches
-    ``target_recall``; the largest when none does (the most the layout can give).
+    ``target_recall``; the largest when none does (the most the layout can give)."""
+
+    def enough(value: int) -> bool:
+        apply(value)
+        return calibration.recall(search) >= target_recall
+
+    value = smallest(values, enough)
+    apply(value)
+    return value
+
+
+def smallest(values: Sequence[int], enough: Callable[[int], bool]) -> int:
+    """The smallest of ``values`` (ascending) that is ``enough``, the last when none is.
 
     Recall grows with breadth, so the values are bisected: ~log2(len(values)) evaluations,
-    not one per value (an IVF index of 16,384 lists has 29 nprobe steps, and at 10^8 faces
-    each evaluation re-ranks from disk for about a minute).
+    not one per value (an IVF index of 16,384 lists has 29 nprobe steps).
     """
-    low, high = 0, len(values) - 1  # values[high] reaches the target, or is the last
+    low, high = 0, len(values) - 1  # values[high] is enough, or is the last
     while low < high:
         middle = (low + high) // 2
-        apply(values[middle])
-        if calibration.recall(search) >= target_recall:
+        if enough(values[middle]):
             high = middle
         else:
             low = middle + 1
-    apply(values[high])
     return values[high]
 
 
@@ -585,40 +601,56 @@ class IvfPqLayout(_CodesAndFile):
         return removed
 
     def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
-        pool = min(max(k * self.rerank, self.MIN_POOL), self.count())
+        return rerank(self.vectors, queries, self._short_list(queries, self._pool(k)), k)
+
+    def _pool(self, k: int, rerank: int | None = None) -> int:
+        depth = self.rerank if rerank is None else rerank
+        return min(max(k * depth, self.MIN_POOL), self.count())
+
+    def _short_list(self, queries: Vectors, pool: int) -> Ids:
+        """The ``pool`` ids whose codes rank best, best first, in ``nprobe`` lists."""
         # faiss wants exactly nprobe lists per query (-1 where there are fewer)
         near, lists = self._centroids.search(queries, self.nprobe)
         _, candidates = self.index.search_preassigned(queries, pool, lists, near)
-        return rerank(self.vectors, queries, candidates, k)
+        return np.asarray(candidates, dtype=np.int64)
 
     def tune(self, calibration: Calibration, target_recall: float) -> None:
         """The fastest (nprobe, re-ranking depth) pair reaching ``target_recall``.
 
         Codes rank coarsely, so a deeper short list lifts the recall that any number of
-        lists can give, at the cost of reading more vectors. Each depth gets its smallest
-        sufficient nprobe; a pair that reads as many lists as a shallower one and more
-        vectors is dropped untimed (at 10^7 faces depths 20 to 320 all needed 724 lists, and
-        timing them let noise pick a deeper one), and the rest are timed as a search is
-        made: one probe at a time. Where none reaches the target, the most accurate pair
-        (every list, the deepest short list) is kept. Each depth is first tried at its
-        widest: a depth that misses the target even there is skipped without a sweep, which
-        at 10^8 faces saves hours.
+        lists can give, at the cost of reading more vectors. Re-ranking by exact similarity
+        keeps every true neighbour that reaches the short list, so a depth's recall is the
+        share of neighbours in that many of the codes' best candidates: one scan of the
+        codes at the deepest depth gives every depth's recall, and tuning reads no vectors
+        (at 10^8 faces they are on disk, ~1,500 reads a second). Each depth gets its
+        smallest sufficient nprobe; a pair that reads as many lists as a shallower one and
+        more vectors is dropped untimed (at 10^7 faces depths 20 to 320 all needed 724
+        lists), and the rest are timed as a search is made: one probe at a time. Where no
+        depth reaches the target even reading every list, the most accurate pair (every
+        list, the deepest short list) is kept.
         """
         nlist = int(self.index.nlist)
         # Steps of sqrt(2): at 10^7 faces each doubling of nprobe doubles the search time.
         steps = 2 * int(math.log2(nlist)) + 2
         probes = sorted({min(round(2 ** (i / 2)), nlist) for i in range(steps)})
+        k = max(calibration.k, 1)
+        deepest = self._pool(k, self.RERANK[-1])
+        scans: dict[int, Ids] = {}
 
-        def search(queries: Vectors, k: int) -> Ids:
-            return self.search(queries, k)[1]
+        def share(nprobe: int, rerank: int) -> float:
+            if nprobe not in scans:
+                self._set_nprobe(nprobe)
+                scans[nprobe] = self._short_list(calibration.queries, deepest)
+            return calibration.found_share(scans[nprobe][:, : self._pool(k, rerank)])
+
+        def reaches(nprobe: int, rerank: int) -> bool:
+            return share(nprobe, rerank) >= target_recall
 
         pairs: list[tuple[int, int]] = []  # (nprobe, depth), deepest first
         for rerank in reversed(self.RERANK):  # deepest first: it bounds what the others reach
-            self.rerank = rerank
-            self._set_nprobe(nlist)
-            if calibration.recall(search) < target_recall:
+            if not reaches(nlist, rerank):
                 break  # shallower depths reach even less
-            nprobe = tune(probes, self._set_nprobe, search, calibration, target_recall)
+            nprobe = smallest(probes, functools.partial(reaches, rerank=rerank))
             pairs = [(p, d) for p, d in pairs if p < nprobe]  # as many lists, more vectors
             pairs.append((nprobe, rerank))
         best = (nlist, self.RERANK[-1])  # the target is out of reach: the most accurate pair
