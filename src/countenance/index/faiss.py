@@ -166,7 +166,7 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        """``flat``, ``hnsw32`` or ``ivf<nlist>,pq<m>x<bits>fs``."""
+        """``flat``, ``hnsw32[,pca<d>],sq8`` or ``ivf<nlist>,rabitq<bits>fs``."""
         return self._layout.kind
 
     @property

@@ -624,7 +624,7 @@ class IvfPqLayout(_CodesAndFile):
         codes at the deepest depth gives every depth's recall, and tuning reads no vectors
         (at 10^8 faces they are on disk, ~1,500 reads a second). Each depth gets its
         smallest sufficient nprobe; a pair that reads as many lists as a shallower one and
-        more vectors is dropped untimed (at 10^7 faces depths 20 to 320 all needed 724
+        more vectors is dropped untimed (at 10^7 faces depths 40 to 320 all needed 724
         lists), and the rest are timed as a search is made: one probe at a time. Where no
         depth reaches the target even reading every list, the most accurate pair (every
         list, the deepest short list) is kept.
