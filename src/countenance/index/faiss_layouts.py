@@ -519,8 +519,10 @@ class IvfPqLayout(_CodesAndFile):
 
     RERANK = (10, 20, 40, 80, 160, 320)  # candidates re-ranked per result asked for
     MIN_POOL = 100
-    # Probes to tune with: a gallery past RAM re-ranks from disk (~1,500 reads/s here), so
-    # each probe of a deep short list costs seconds; fewer, at a noisier estimate.
+    # Probes to tune with: each is scanned once per nprobe tried, as deep as the deepest
+    # short list (at 10^8 faces reading every list, ~0.5 s a probe), and the pairs left to
+    # compare are timed with real searches, which re-rank from disk where the gallery is
+    # past RAM (~1,500 reads/s here); fewer than HNSW's, at a noisier estimate.
     CALIBRATION_QUERIES = _CALIBRATION_QUERIES
 
     def __init__(self, index: Any, vectors: VectorFile, rerank: int = RERANK[0]) -> None:
