@@ -462,17 +462,17 @@ def run_case(
         )
         # in RAM, or in the vector file that the page cache holds while the others run
         case.cached = placement == "ram" or 2 * n * dim * 4 <= ram
-        cached, in_ram = case.cached, n * dim * 4 if case.cached else 0
+        in_ram = n * dim * 4 if case.cached else 0
         rows = []
         for kind in args.index:  # exact comes first: it is the baseline of the others
             need = index_bytes(kind, n, dim) + in_ram
             if case.baseline is not None and need + index_bytes("exact", n, dim) > ram:
                 case.baseline = None  # no room to keep it: ratios use its own run's p50
                 gc.collect()
-            if need > ram or (not cached and kind != "faiss-ivfpq"):
+            if need > ram or (not case.cached and kind != "faiss-ivfpq"):
                 reason = (
                     "the gallery does not fit in RAM (it is on disk)"
-                    if not cached
+                    if not case.cached
                     else f"needs {need / GIB:.2f} GiB, --ram-gb is {args.ram_gb:g}"
                 )
                 names = ("exact", "exact-blas") if kind == "exact" else (kind,)
