@@ -62,8 +62,8 @@ class Jobs:
     """Runs ingest jobs one after another on a worker thread.
 
     ``ingest(source, files, actor, progress)`` does the work (the engine's ingest under the
-    server's write lock); ``on_done`` sees each summary (metrics); ``after`` runs when any
-    job ends (the sweep of uploaded files that were not stored).
+    server's write lock); ``on_done`` sees each summary (metrics); ``after`` runs when a
+    job's ingest ends, before the job says so (the sweep of uploaded files it did not store).
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class Jobs:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._settling: str | None = None  # the job whose ingest ended and whose files are swept
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
 
     def next_id(self) -> str:
@@ -103,7 +104,10 @@ class Jobs:
     def busy_ids(self) -> set[str]:
         """Jobs whose files must stay: being received, queued or running."""
         with self._lock:
-            return {j.id for j in self._jobs.values() if j.state not in {"done", "failed"}}
+            ended = {"done", "failed"}
+            return {
+                j.id for j in self._jobs.values() if j.state not in ended and j.id != self._settling
+            }
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -129,25 +133,38 @@ class Jobs:
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
 
+        summary: IngestSummary | None = None
+        error: str | None = None
         try:
             summary = self._ingest(job.source, files, job.actor, progress)
         except CountenanceError as exc:
-            job.state, job.error = "failed", str(exc)
+            error = str(exc)
         except Exception as exc:  # a job never takes the server down
             log.exception("ingest job %s failed", job.id)
-            job.state, job.error = "failed", f"internal error: {type(exc).__name__}"
-        else:
-            job.summary = summary.to_json()
-            job.done = job.total
-            job.state = "done"
+            error = f"internal error: {type(exc).__name__}"
+        # the sweep runs before the job says it ended, so a client that sees "done" sees the
+        # uploads folder as it stays: the files the job did not store are already gone
+        self._sweep_after(job)
+        if summary is not None:
+            job.summary, job.done = summary.to_json(), job.total
             if self._on_done is not None:
                 self._on_done(summary)
-        job.finished_at = _now()
-        if self._after is not None:
-            try:
-                self._after()
-            except Exception:  # a failed sweep is retried by the next one
-                log.exception("sweeping uploads after job %s failed", job.id)
+        job.error, job.finished_at = error, _now()
+        job.state = "done" if summary is not None else "failed"
+
+    def _sweep_after(self, job: Job) -> None:
+        """Run ``after`` with this job's files no longer held back from the sweep."""
+        if self._after is None:
+            return
+        with self._lock:
+            self._settling = job.id
+        try:
+            self._after()
+        except Exception:  # a failed sweep is retried by the next one
+            log.exception("sweeping uploads after job %s failed", job.id)
+        finally:
+            with self._lock:
+                self._settling = None
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.state in {"done", "failed"}]
