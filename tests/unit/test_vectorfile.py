@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from countenance.errors import BackendError
+from countenance.index import vectorfile
 from countenance.index.vectorfile import VectorFile
 
 DIM = 8
@@ -85,3 +86,35 @@ def test_every_way_of_reading_returns_the_rows_asked_for(tmp_path: Path) -> None
     np.testing.assert_array_equal(
         store.read(np.array([198, 250])), np.stack([vectors[198], np.zeros(8)])
     )
+
+
+def _resident_kb(path: Path) -> tuple[int, int]:
+    """(size, resident) in KiB of this process's map of ``path``, from /proc/self/smaps."""
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    for at, line in enumerate(lines):
+        if line.endswith(str(path)):
+            fields = dict(f.split(":", 1) for f in lines[at + 1 : at + 24] if ":" in f)
+            return int(fields["Size"].split()[0]), int(fields["Rss"].split()[0])
+    raise AssertionError(f"{path} is not mapped")
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's smaps")
+@pytest.mark.parametrize("fits", [True, False])
+def test_a_file_that_fits_memory_is_mapped_in_whole_before_searches_touch_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fits: bool
+) -> None:
+    if not fits:
+        monkeypatch.setattr(vectorfile, "_FILL_SHARE", 0.0)
+    path = tmp_path / "v"
+    store = VectorFile(path, DIM)
+    values = rows(1 << 20)  # 32 MiB
+    store.write(np.arange(1 << 20), values)
+    np.testing.assert_array_equal(store.read(np.array([7, 600_000])), values[[7, 600_000]])
+    store.wait_filled(timeout=60)
+    size, resident = _resident_kb(path)
+    assert size == 32 << 10
+    if fits:
+        assert resident == size  # every page entered in the page table: no fault per row
+    else:
+        assert resident <= size // 4  # the pages read (a fault may map a large folio: 2 MiB)
+    np.testing.assert_array_equal(store.read(np.array([600_000, 7])), values[[600_000, 7]])
