@@ -4,6 +4,7 @@ and gone when the original goes. Migration 6 on an older catalog."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,12 @@ def test_a_near_duplicate_is_linked_not_embedded_and_goes_with_its_original(
         assert len(face.matches) == 1  # the original's face only: nothing embedded twice
         also = face.matches[0].to_json()["also_at"]
         assert sorted(Path(a).name for a in also) == ["red-copy.jpg", "red-small.jpg"]
+        # subject access lists where the copies were found, in the JSON and the HTML page
+        written = db.export(red, tmp_path / "access", actor="dpo")
+        (held,) = json.loads(Path(written["json"]).read_text())["faces"]
+        assert sorted(Path(a).name for a in held["also_at"]) == ["red-copy.jpg", "red-small.jpg"]
+        page = Path(written["html"]).read_text()
+        assert "red-copy.jpg" in page and "red-small.jpg" in page
         # erasing the original's face takes its copies' rows with it (and their provenance)
         db.erase(photo_id=face.matches[0].photo_id, reason="test", actor="dpo")
         st = db.status()

@@ -79,9 +79,12 @@ def photo_id_of(db: sa.Engine, sha256: str) -> int | None:
     return None if value is None else int(value)
 
 
-def copies_of(db: sa.Engine, photo_ids: Iterable[int], limit: int = 50) -> dict[int, list[str]]:
+def copies_of(
+    db: sa.Engine, photo_ids: Iterable[int], limit: int | None = 50
+) -> dict[int, list[str]]:
     """For each stored original, where its near-duplicates were found (each copy's page URL,
-    else its URI), at most ``limit`` each: the other places a matched photo appears."""
+    else its URI), at most ``limit`` each (None: all, as subject access must list): the other
+    places a matched photo appears."""
     p = s.photos
     wanted = sorted({int(i) for i in photo_ids})
     out: dict[int, list[str]] = {}
@@ -95,7 +98,7 @@ def copies_of(db: sa.Engine, photo_ids: Iterable[int], limit: int = 50) -> dict[
             for original, page_url, uri in conn.execute(query):
                 found = out.setdefault(int(original), [])
                 where = page_url or uri
-                if len(found) < limit and where not in found:
+                if (limit is None or len(found) < limit) and where not in found:
                     found.append(where)
     return out
 

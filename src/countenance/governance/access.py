@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ class HeldFace:
     ``similarity`` is cosine in [-1, 1]; ``box`` is ``[x1, y1, x2, y2]`` in pixels of the
     original photo (x2/y2 exclusive); dates are ISO 8601 strings; each entry of ``searches``
     is an audited search that returned this face: ``{"seq", "at", "actor", "purpose",
-    "case_ref"}``.
+    "case_ref"}``; ``also_at`` lists where near-duplicates of its photo were found (each
+    copy's page URL, else its location), held as links to this photo and not embedded again.
 
     Example: ``HeldFace(face_id=4, similarity=0.83, band="strong", box=[10, 20, 110, 140],
     photo_id=2, photo="photos/beach.jpg", page_url=None, source="staff", lawful_basis="consent",
@@ -67,6 +68,7 @@ class HeldFace:
     ingested_at: str
     expires_at: str | None
     searches: list[dict[str, Any]]
+    also_at: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The face as plain JSON types, e.g. ``{"face_id": 4, "similarity": 0.83, ...}``."""
@@ -84,6 +86,7 @@ class HeldFace:
             "ingested_at": self.ingested_at,
             "expires_at": self.expires_at,
             "searches": [dict(search) for search in self.searches],
+            "also_at": list(self.also_at),
         }
 
     @classmethod
@@ -103,6 +106,7 @@ class HeldFace:
             ingested_at=data["ingested_at"],
             expires_at=data["expires_at"],
             searches=[dict(search) for search in data["searches"]],
+            also_at=list(data.get("also_at", [])),  # reports written before it had none
         )
 
 
@@ -266,6 +270,8 @@ def _faces_table(faces: Sequence[HeldFace]) -> str:
         location = _e(face.photo)
         if face.page_url:
             location += f'<br><span class="note">found on page: {_e(face.page_url)}</span>'
+        for copy in face.also_at:
+            location += f'<br><span class="note">a copy found at: {_e(copy)}</span>'
         rows.append(
             [
                 _e(face.face_id),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from countenance.catalog.collect import copies_of
 from countenance.catalog.governance import covers, iso3166, iso_utc
 from countenance.errors import InvalidArgument, PolicyDenied, RateLimited
 from countenance.ports import Ids, Vectors
@@ -239,8 +240,8 @@ def _selector(photo: Any, face_id: int | None, photo_id: int | None, source: str
 
 def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> dict[str, Any]:
     """GDPR Art. 15: write what is held about the person in ``photo`` (the faces found as
-    erasure would find them, their photos, sources and dates, and the audited searches that
-    returned them) to ``out_dir`` as JSON and HTML. Audited; the photo is not kept."""
+    erasure would find them, their photos and where copies of those were found, sources and
+    dates, and the audited searches that returned them) to ``out_dir`` as JSON and HTML. Audited; the photo is not kept."""
     from pathlib import Path
 
     from countenance.governance.access import AccessReport, HeldFace, write_access_report
@@ -266,6 +267,7 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
                     "case_ref": event.case_ref,
                 }
             )
+    copies = copies_of(engine.catalog.db, (d["photo_id"] for d in details.values()), limit=None)
     held = []
     sources: dict[str, dict[str, Any]] = {}
     for face_id, d in sorted(details.items()):
@@ -286,6 +288,7 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
                 ingested_at=iso_utc(d["ingested_at"]) or "",
                 expires_at=iso_utc(d["expires_at"]),
                 searches=searches.get(face_id, []),
+                also_at=copies.get(int(d["photo_id"]), []),
             )
         )
         sources[d["name"]] = {
