@@ -241,7 +241,8 @@ def _selector(photo: Any, face_id: int | None, photo_id: int | None, source: str
 def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> dict[str, Any]:
     """GDPR Art. 15: write what is held about the person in ``photo`` (the faces found as
     erasure would find them, their photos and where copies of those were found, sources and
-    dates, and the audited searches that returned them) to ``out_dir`` as JSON and HTML. Audited; the photo is not kept."""
+    dates, and the audited searches that returned them) to ``out_dir`` as JSON and HTML.
+    Audited; the photo is not kept."""
     from pathlib import Path
 
     from countenance.governance.access import AccessReport, HeldFace, write_access_report
