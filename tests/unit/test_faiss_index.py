@@ -16,6 +16,7 @@ import pytest
 
 from countenance.errors import BackendError, BackendUnavailable, InvalidArgument, SpaceMismatch
 from countenance.index import INDEXES, faiss_layouts, open_index
+from countenance.index.calibration import Calibration, Gallery
 from countenance.index.exact import ExactIndex
 from countenance.index.faiss import FaissIndex, choose_layout, choose_nlist
 from countenance.index.vectorfile import VectorFile
@@ -144,9 +145,9 @@ def test_search_breadth_is_set_from_the_target_recall(layout: str) -> None:
 
 def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
     ids, vectors = data(20_000, seed=4)
-    gallery = faiss_layouts.Gallery(ids, vectors)
-    default = faiss_layouts.Calibration(gallery)
-    graph = faiss_layouts.Calibration(gallery, faiss_layouts.HnswLayout.CALIBRATION_QUERIES)
+    gallery = Gallery(ids, vectors)
+    default = Calibration(gallery)
+    graph = Calibration(gallery, faiss_layouts.HnswLayout.CALIBRATION_QUERIES)
     assert len(default.queries) == faiss_layouts.IvfPqLayout.CALIBRATION_QUERIES == 200
     assert len(graph.queries) == 1000 and len(graph.truth) == 1000
     held, _ = graph.held()
@@ -157,7 +158,7 @@ def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
     nearest = np.argsort(-(graph.queries[500:] @ vectors[others].T), axis=1)[:, :8]
     assert set(held[1000:].tolist()) == set(ids[others][nearest].ravel().tolist())
     # A small gallery gives what it can: room for each probe and a stranger's 8 hidden faces.
-    small = faiss_layouts.Calibration(faiss_layouts.Gallery(ids[:900], vectors[:900]), 1000)
+    small = Calibration(Gallery(ids[:900], vectors[:900]), 1000)
     assert len(small.queries) == 900 // 18
 
 
@@ -217,7 +218,7 @@ def test_ivf_tuning_reads_a_depths_recall_off_the_deepest_short_list() -> None:
     index = ivf_index(target_recall=0.5)
     layout = index._layout
     assert isinstance(layout, faiss_layouts.IvfPqLayout)
-    calibration = faiss_layouts.Calibration(faiss_layouts.Gallery(IDS, VECTORS), 60)
+    calibration = Calibration(Gallery(IDS, VECTORS), 60)
     recalls: list[float] = []
     with calibration.hold_out(layout):
         for nprobe in (1, 2, 4):

@@ -59,10 +59,9 @@ import numpy as np
 
 from countenance.errors import BackendError, InvalidArgument, SpaceMismatch
 from countenance.index import EMPTY_ID, EMPTY_SIM, check_add, check_ids, check_queries, empty_hits
+from countenance.index.calibration import Calibration, Gallery
 from countenance.index.faiss_layouts import (
-    Calibration,
     FlatLayout,
-    Gallery,
     HnswLayout,
     IvfPqLayout,
     choose_nlist,

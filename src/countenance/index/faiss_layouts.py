@@ -22,23 +22,33 @@ int64 face ids, always with exact cosine similarities in its results:
 Both approximate layouts return exact similarities: whatever the codes, the final order is
 by the float vectors.
 
-Search breadth (efSearch, nprobe) is not fixed: :func:`tune` sets it to the smallest value
-whose recall@10 against exact search reaches the target, on gallery vectors as queries.
+Search breadth (efSearch, nprobe) is not fixed: each layout's ``tune`` sets it to the smallest
+value whose recall@10 against exact search reaches the target, on held-out gallery faces as
+probes (:mod:`countenance.index.calibration`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import faiss
 import numpy as np
 
 from countenance.index import EMPTY_ID, EMPTY_SIM
+from countenance.index.calibration import (
+    CALIBRATION_K,
+    CALIBRATION_QUERIES,
+    READ_CHUNK,
+    SEED,
+    Calibration,
+    Gallery,
+    smallest,
+    tune,
+)
 from countenance.index.vectorfile import VectorFile
 from countenance.ports import Ids, Vectors
 
@@ -50,12 +60,6 @@ _TRAIN_PER_LIST = 40
 HNSW_QUANTIZER_FROM = 4096
 _ADD_EF_SEARCH = 32
 _KMEANS_ITERATIONS = 10
-# Tuning: gallery vectors as queries (by default; each layout says how many it can afford),
-# for recall of this many neighbours.
-_CALIBRATION_QUERIES = 200
-_CALIBRATION_K = 10
-_STRANGER_HIDES = 8  # a stranger probe's nearest faces held out with it (its other photos)
-_SEED = 20240601  # the same gallery always yields the same lists, codes and parameters
 # Steps of 32 where 10^6-face galleries land (each step there is ~10% of the search time).
 _EF_SEARCH = (
     *(16, 24, 32, 48, 64, 96, 128, 160, 192),
@@ -64,7 +68,6 @@ _EF_SEARCH = (
 # Below this many training faces the graph keeps every dimension (no projection).
 _MIN_PCA_SAMPLE = 1_000
 _BATCH = 1 << 16  # vectors per add call while building, to bound temporary memory
-_READ_CHUNK = 1 << 18  # vectors per chunk when reading contents out
 
 
 def choose_nlist(n: int) -> int:
@@ -100,180 +103,6 @@ def rabitq_code_bytes(dim: int, bits: int = RABITQ_BITS) -> int:
         faiss.IndexFlatIP(dim), dim, 1, faiss.METRIC_INNER_PRODUCT, 32, True, bits
     )
     return int(index.code_size)
-
-
-# -- tuning --------------------------------------------------------------------------------------
-
-
-class Gallery:
-    """Ids and their vectors, from an array (in RAM or memory-mapped) or a VectorFile, read
-    in chunks so that a gallery larger than RAM can be indexed."""
-
-    def __init__(self, ids: Ids, vectors: Vectors | VectorFile) -> None:
-        self.ids = ids
-        self.vectors = vectors
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def take(self, rows: Ids) -> Vectors:
-        """The vectors at positions ``rows`` (sorted positions read fastest)."""
-        if isinstance(self.vectors, VectorFile):
-            return self.vectors.read(self.ids[rows])
-        return np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
-
-    def chunks(self) -> Iterator[tuple[Ids, Vectors]]:
-        for start in range(0, len(self.ids), _READ_CHUNK):
-            stop = min(start + _READ_CHUNK, len(self.ids))
-            yield self.ids[start:stop], self.take(np.arange(start, stop))
-
-    def sample(self, size: int, seed: int) -> Vectors:
-        """A seeded sample of ``size`` vectors (all of them when there are fewer).
-
-        A vector file is read in order, chunk by chunk: picking scattered rows of a file
-        larger than RAM would cost a disk seek per row (10^6 rows of a 10^8-face gallery: a
-        quarter of an hour here, against a minute to stream all of it).
-        """
-        size = min(size, len(self.ids))
-        rows = np.sort(np.random.default_rng(seed).choice(len(self.ids), size=size, replace=False))
-        if not isinstance(self.vectors, VectorFile):
-            return self.take(rows)
-        parts = [np.zeros((0, self.vectors.dim), dtype=np.float32)]
-        for start in range(0, len(self.ids), _READ_CHUNK):
-            stop = min(start + _READ_CHUNK, len(self.ids))
-            picked = rows[np.searchsorted(rows, start) : np.searchsorted(rows, stop)]
-            if len(picked):
-                parts.append(self.take(np.arange(start, stop))[picked - start])
-        return np.concatenate(parts)
-
-
-class Calibration:
-    """Held-out gallery faces as probes, and their exact neighbours among the rest.
-
-    A face that is itself in the index is found too easily (an HNSW walk ends on it, an IVF
-    list holds it), which flatters recall; real probes are new photos. So the probes are
-    taken out of the index while it is tuned (:meth:`held`, :meth:`hold_out`) and their
-    neighbours are sought among the other faces only. Searches are also made for people the
-    gallery does not hold, whose neighbours are all strangers and harder to find: half the
-    probes stand for them, by holding out their ``_STRANGER_HIDES`` nearest faces as well
-    (their likely other photos).
-
-    Recall is estimated from ``queries`` probes of ``_CALIBRATION_K`` neighbours each: with
-    200 its standard error near 0.99 is ~0.002, enough to pick efSearch 320 or 384 by
-    chance (measured on one 10^6-face graph, held faces filtered out of results: 0.990 to
-    0.9945 at 320 over four draws of 200; 0.9926 with 1,000 and with 2,000), so layouts that
-    can afford it ask for more.
-    """
-
-    def __init__(self, gallery: Gallery, queries: int = _CALIBRATION_QUERIES) -> None:
-        rng = np.random.default_rng(_SEED + 1)
-        n = len(gallery)
-        count = min(queries, n // (2 * (_STRANGER_HIDES + 1)))
-        rows = np.sort(rng.choice(n, size=count, replace=False))
-        self.queries = gallery.take(rows)
-        self.own = gallery.ids[rows]
-        # the second half become strangers: their nearest faces leave the gallery too
-        strangers = self.queries[count // 2 :]
-        _, near = _exact(gallery, strangers, _STRANGER_HIDES, exclude=self.own)
-        hidden_rows = np.unique(near[near >= 0])
-        self._hidden_ids = gallery.ids[hidden_rows]
-        self._hidden_vectors = gallery.take(hidden_rows)
-        self.k = min(_CALIBRATION_K, n - count - len(hidden_rows))
-        self.truth: list[set[int]] = []
-        if self.k >= 1 and count:
-            _, truth_rows = _exact(gallery, self.queries, self.k, exclude=self.held()[0])
-            self.truth = [{int(gallery.ids[r]) for r in row if r >= 0} for row in truth_rows]
-
-    def held(self) -> tuple[Ids, Vectors]:
-        """The faces the index must not hold while it is tuned: probes and the hidden."""
-        ids = np.concatenate([self.own, self._hidden_ids])
-        return ids, np.concatenate([self.queries, self._hidden_vectors])
-
-    @contextlib.contextmanager
-    def hold_out(self, layout: FlatLayout | HnswLayout | IvfPqLayout) -> Iterator[None]:
-        """Take the held faces out of ``layout`` for the length of the block."""
-        ids, vectors = self.held()
-        layout.remove(ids)
-        try:
-            yield
-        finally:
-            if len(ids):
-                layout.add(ids, vectors)
-
-    def recall(self, search: Callable[[Vectors, int], Ids]) -> float:
-        """recall@k of ``search`` (queries, k) -> ids against the exact neighbours."""
-        if not self.truth:
-            return 1.0
-        return self.found_share(search(self.queries, self.k))
-
-    def found_share(self, found: Ids) -> float:
-        """The share of the exact neighbours that rows of ``found`` (one per probe, any
-        width) hold."""
-        if not self.truth:
-            return 1.0
-        hits = sum(
-            len(want & set(row.tolist())) for want, row in zip(self.truth, found, strict=True)
-        )
-        return hits / sum(len(want) for want in self.truth)
-
-
-def _exact(gallery: Gallery, queries: Vectors, k: int, exclude: Ids) -> tuple[Vectors, Ids]:
-    """Exact top ``k`` (similarities, gallery positions) of ``queries``, streaming the
-    gallery in chunks and leaving out the faces of ``exclude``."""
-    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    start = 0
-    for ids, block in gallery.chunks():
-        positions = np.arange(start, start + len(ids))
-        start += len(ids)
-        keep = ~np.isin(ids, exclude)
-        if not keep.any() or len(queries) == 0:
-            continue
-        block = np.ascontiguousarray(block[keep])
-        sims, at = faiss.knn(queries, block, min(k, len(block)), faiss.METRIC_INNER_PRODUCT)
-        kept = positions[keep]
-        found = np.where(at >= 0, kept[np.maximum(at, 0)], -1)
-        if found.shape[1] < k:  # a chunk smaller than k: pad with empty slots
-            pad = k - found.shape[1]
-            found = np.pad(found, ((0, 0), (0, pad)), constant_values=-1)
-            sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=-np.inf)
-        heap.add_result(np.ascontiguousarray(sims, dtype=np.float32), found)
-    heap.finalize()
-    return heap.D, heap.I
-
-
-def tune(
-    values: Sequence[int],
-    apply: Callable[[int], None],
-    search: Callable[[Vectors, int], Ids],
-    calibration: Calibration,
-    target_recall: float,
-) -> int:
-    """Apply and return the smallest of ``values`` (ascending) whose recall reaches
-    ``target_recall``; the largest when none does (the most the layout can give)."""
-
-    def enough(value: int) -> bool:
-        apply(value)
-        return calibration.recall(search) >= target_recall
-
-    value = smallest(values, enough)
-    apply(value)
-    return value
-
-
-def smallest(values: Sequence[int], enough: Callable[[int], bool]) -> int:
-    """The smallest of ``values`` (ascending) that is ``enough``, the last when none is.
-
-    Recall grows with breadth, so the values are bisected: ~log2(len(values)) evaluations,
-    not one per value (an IVF index of 16,384 lists has 29 nprobe steps).
-    """
-    low, high = 0, len(values) - 1  # values[high] is enough, or is the last
-    while low < high:
-        middle = (low + high) // 2
-        if enough(values[middle]):
-            high = middle
-        else:
-            low = middle + 1
-    return values[high]
 
 
 # -- layouts -------------------------------------------------------------------------------------
@@ -316,8 +145,8 @@ class FlatLayout:
     def contents(self) -> Iterator[tuple[Ids, Vectors]]:
         inner = faiss.downcast_index(self.index.index)
         ids = self.ids()
-        for start in range(0, len(ids), _READ_CHUNK):
-            stop = min(start + _READ_CHUNK, len(ids))
+        for start in range(0, len(ids), READ_CHUNK):
+            stop = min(start + READ_CHUNK, len(ids))
             yield ids[start:stop], inner.reconstruct_n(start, stop - start)
 
     def tune(self, calibration: Calibration, target_recall: float) -> None:
@@ -350,8 +179,8 @@ class _CodesAndFile:
 
     def contents(self) -> Iterator[tuple[Ids, Vectors]]:
         ids = np.sort(self.ids())
-        for start in range(0, len(ids), _READ_CHUNK):
-            chunk = ids[start : start + _READ_CHUNK]
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
             yield chunk, self.vectors.read(chunk)
 
 
@@ -396,7 +225,7 @@ class HnswLayout(_CodesAndFile):
     def train(cls, dim: int, gallery: Gallery, vectors: VectorFile) -> HnswLayout:
         """An empty graph whose projection and code ranges are fitted to a sample of
         ``gallery``."""
-        sample = gallery.sample(cls.TRAIN, _SEED)
+        sample = gallery.sample(cls.TRAIN, SEED)
         components = cls.components(sample)
         codes: Any = faiss.ScalarQuantizer.QT_8bit
         graph = faiss.IndexHNSWSQ(components, codes, cls.M, faiss.METRIC_L2)
@@ -466,7 +295,7 @@ class HnswLayout(_CodesAndFile):
         pool = min(max(k * self.RERANK, self.MIN_POOL), self.count())
         walk = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         # efSearch was tuned for 10 results; a longer list needs a proportionally wider walk
-        walk.efSearch = max(self.ef_search, self.ef_search * k // _CALIBRATION_K, pool)
+        walk.efSearch = max(self.ef_search, self.ef_search * k // CALIBRATION_K, pool)
         if self._dead:
             walk.sel = self._live_ids
         params = faiss.SearchParametersPreTransform()
@@ -523,7 +352,7 @@ class IvfPqLayout(_CodesAndFile):
     # short list (at 10^8 faces reading every list, ~0.5 s a probe), and the pairs left to
     # compare are timed with real searches, which re-rank from disk where the gallery is
     # past RAM (~1,500 reads/s here); fewer than HNSW's, at a noisier estimate.
-    CALIBRATION_QUERIES = _CALIBRATION_QUERIES
+    CALIBRATION_QUERIES = CALIBRATION_QUERIES
 
     def __init__(self, index: Any, vectors: VectorFile, rerank: int = RERANK[0]) -> None:
         self.index = index
@@ -548,7 +377,7 @@ class IvfPqLayout(_CodesAndFile):
         """An empty IVF index for ``gallery``'s size, trained on a sample of it."""
         n = len(gallery)
         nlist = choose_nlist(n)
-        sample = gallery.sample(max(_TRAIN_PER_LIST * nlist, 256 * _MIN_TRAIN_PER_LIST), _SEED)
+        sample = gallery.sample(max(_TRAIN_PER_LIST * nlist, 256 * _MIN_TRAIN_PER_LIST), SEED)
         quantizer: Any
         if nlist > HNSW_QUANTIZER_FROM:
             # Comparing every vector with every centroid costs nlist dot products per face
@@ -565,7 +394,7 @@ class IvfPqLayout(_CodesAndFile):
             clustering = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
             index.clustering_index = clustering
         index.cp.niter = _KMEANS_ITERATIONS
-        index.cp.seed = _SEED
+        index.cp.seed = SEED
         index.train(sample)  # faiss's wrapper keeps ``quantizer`` alive with ``index``
         return cls(index, vectors)
 
