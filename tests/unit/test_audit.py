@@ -17,12 +17,8 @@ import sqlalchemy as sa
 from countenance.catalog import schema
 from countenance.catalog.sql import SqlCatalog
 from countenance.errors import BackendError, InvalidArgument
-from countenance.governance.audit import (
-    GENESIS_HASH,
-    AuditEvent,
-    AuditLog,
-    canonical_hash,
-)
+from countenance.governance.audit import AuditEvent, AuditLog
+from countenance.governance.chain import GENESIS_HASH, canonical_hash
 
 N = 50
 MIDDLE = 25

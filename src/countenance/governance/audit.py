@@ -1,13 +1,14 @@
 """The audit log: append-only and hash-chained.
 
-Every event stores the SHA-256 of its own contents (:func:`canonical_hash`) and the hash of
-the event before it, so editing, removing or reordering a past event breaks the chain at that
-event. A one-row head (seq and hash of the latest event), written in the same transaction as
-each append, anchors the end of the chain, so removing the last events is detected too.
+An event is recorded inside the transaction of the write it audits, so both commit or neither
+does. Each event stores the SHA-256 of its own contents and the hash of the event before it,
+and a one-row head, updated in the same transaction, anchors the end; how the hashes are made
+and checked is :mod:`countenance.governance.chain`. This module writes, reads and exports
+events and checks what callers ask to record.
 
-What the chain alone cannot show: someone with write access to the database who rewrites an
-event, every event after it, and the head. Keep a copy of :meth:`AuditLog.head` (or of an
-export) somewhere else to catch that.
+The chain alone cannot show that someone with write access to the database rewrote an event,
+every event after it, and the head. Keep a copy of :meth:`AuditLog.head` (or of an export)
+somewhere else to catch that.
 
 Example::
 
@@ -23,26 +24,27 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import numbers
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
+from countenance.catalog.governance import as_utc
 from countenance.errors import BackendError, InvalidArgument
-
-GENESIS_HASH = "0" * 64
-"""The ``prev_hash`` of event 1."""
+from countenance.governance.chain import (
+    AuditVerification,
+    canonical_at,
+    canonical_hash,
+    verify_chain,
+)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BATCH = 5_000
-_Row = sa.RowMapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class AuditEvent:
     def to_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
-            "at": _iso(self.at),
+            "at": canonical_at(self.at),
             "actor": self.actor,
             "action": self.action,
             "purpose": self.purpose,
@@ -80,73 +82,6 @@ class AuditEvent:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class AuditVerification:
-    """What :meth:`AuditLog.verify` found.
-
-    ``events`` counts the events that passed before the first problem (all of them when
-    ``ok``); ``first_bad_seq`` names the first event that was edited, removed or moved, and
-    ``reason`` says what is wrong with it.
-
-    Example: ``AuditVerification(ok=False, events=8, first_bad_seq=9, reason="event 9 is
-    missing")``.
-    """
-
-    ok: bool
-    events: int
-    first_bad_seq: int | None = None
-    reason: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "events": self.events,
-            "first_bad_seq": self.first_bad_seq,
-            "reason": self.reason,
-        }
-
-
-def canonical_hash(
-    *,
-    seq: int,
-    at: dt.datetime,
-    actor: str,
-    action: str,
-    purpose: str | None,
-    case_ref: str | None,
-    probe_sha256: str | None,
-    details: Mapping[str, Any] | None,
-    result_face_ids: Iterable[int] | None,
-    prev_hash: str,
-) -> str:
-    """SHA-256 (hex) of an event's canonical JSON: every field but ``hash``, keys sorted, no
-    spaces, UTF-8, ``at`` as ISO-8601 UTC with microseconds, face ids as ints.
-
-    A naive ``at`` is taken as UTC, as SQLite hands back the UTC time it stored.
-
-    Example::
-
-        digest = canonical_hash(seq=1, at=now, actor="alice", action="search", purpose=None,
-                                case_ref=None, probe_sha256=None, details={},
-                                result_face_ids=[4, 9], prev_hash=GENESIS_HASH)
-    """
-    payload = {
-        "seq": seq,
-        "at": _iso(at),
-        "actor": actor,
-        "action": action,
-        "purpose": purpose,
-        "case_ref": case_ref,
-        "probe_sha256": probe_sha256,
-        "details": details if details is None else dict(details),
-        "result_face_ids": _ids_for_hash(result_face_ids),
-        "prev_hash": prev_hash,
-    }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # surrogatepass: a row edited in SQL may hold anything; it must hash (and fail), not crash
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class AuditLog:
@@ -307,9 +242,9 @@ class AuditLog:
         if actor is not None:
             query = query.where(t.c.actor == actor)
         if since is not None:
-            query = query.where(t.c.at >= _utc(since))
+            query = query.where(t.c.at >= as_utc(since))
         if until is not None:
-            query = query.where(t.c.at < _utc(until))
+            query = query.where(t.c.at < as_utc(until))
         if after_seq is not None:
             query = query.where(t.c.seq > after_seq)
         if limit is not None:
@@ -386,164 +321,17 @@ class AuditLog:
             if not report.ok:
                 print(report.reason)  # e.g. "event 9 is missing"
         """
-        if batch < 1:
-            raise InvalidArgument("batch must be at least 1")
-        try:
-            return self._verify(batch)
-        except sa.exc.SQLAlchemyError as exc:
-            raise BackendError(f"cannot read the audit log: {exc}") from exc
-
-    def _verify(self, batch: int) -> AuditVerification:
-        h, t = s.audit_head, s.audit_events
-        # one statement, so one snapshot of the head and the end of the log
-        snapshot = sa.select(
-            sa.select(h.c.seq).where(h.c.id == 1).scalar_subquery(),
-            sa.select(h.c.hash).where(h.c.id == 1).scalar_subquery(),
-            sa.select(sa.func.max(t.c.seq)).scalar_subquery(),
-        )
-        with self._db.connect() as conn:
-            head_seq, head_hash, max_seq = conn.execute(snapshot).one()
-        upto = max_seq if isinstance(max_seq, int) else int(head_seq or 0)
-
-        passed, last_seq, last_id, last_hash = 0, 0, -1, GENESIS_HASH
-        for row_id, seq, row in self._walk(upto, batch):
-            if seq != last_seq + 1:
-                return _bad(passed, last_seq + 1, _missing(last_seq + 1, seq - 1))
-            if row_id <= last_id:
-                return _bad(
-                    passed,
-                    last_seq,
-                    f"events {last_seq} and {seq} are out of order: event {seq} was stored "
-                    f"before event {last_seq} (rows were reordered)",
-                )
-            if row is None:
-                return _bad(passed, seq, f"event {seq} was edited: its values no longer decode")
-            if _row_hash(row) != row["hash"]:
-                return _bad(
-                    passed, seq, f"event {seq} was edited: its hash does not match its contents"
-                )
-            if row["prev_hash"] != last_hash:
-                if seq == 1:
-                    reason = "event 1 was rewritten: its prev_hash is not the chain's start"
-                else:
-                    reason = (
-                        f"event {seq} does not follow event {last_seq}: the chain is broken "
-                        "(reordered or rewritten)"
-                    )
-                return _bad(passed, seq, reason)
-            passed, last_seq, last_id, last_hash = passed + 1, seq, row_id, row["hash"]
-
-        if head_seq is None:
-            return _bad(
-                passed,
-                None,
-                "the audit head is missing: nothing shows whether events were removed from the end",
-            )
-        if last_seq < head_seq:
-            where = f"ends at event {last_seq}" if last_seq else "holds no events"
-            return _bad(
-                passed,
-                last_seq + 1,
-                f"the log {where} but its head records event {head_seq}: events were removed "
-                "from the end",
-            )
-        if last_seq > head_seq:
-            return _bad(
-                passed,
-                head_seq + 1,
-                f"the log ends at event {last_seq} but its head records event {head_seq}: "
-                f"events from {head_seq + 1} on were added outside the audit log",
-            )
-        if head_hash != last_hash:
-            if last_seq == 0:
-                return _bad(passed, None, "the head of the empty log was rewritten")
-            return _bad(
-                passed,
-                last_seq,
-                f"event {last_seq} does not match the hash its head records: the last event or "
-                "the head was rewritten",
-            )
-        return AuditVerification(ok=True, events=passed)
-
-    def _walk(self, upto: int, batch: int) -> Iterator[tuple[int, int, _Row | None]]:
-        """``(id, seq, row)`` of each event up to seq ``upto`` in seq order; row is None when
-        its stored values no longer decode."""
-        t = s.audit_events
-        last = 0
-        while last < upto:
-            window = sa.and_(t.c.seq > last, t.c.seq <= upto)
-            query = sa.select(t).where(window).order_by(t.c.seq).limit(batch)
-            try:
-                with self._db.connect() as conn:
-                    rows = conn.execute(query).mappings().all()
-                got: list[tuple[int, int, _Row | None]] = [(r["id"], r["seq"], r) for r in rows]
-            except (ValueError, TypeError):
-                # a value that no longer decodes (only an edit in SQL stores one): find which
-                got = self._walk_one_by_one(window, batch)
-            if not got:
-                return
-            yield from got
-            last = got[-1][1]
-
-    def _walk_one_by_one(
-        self, window: sa.ColumnElement[bool], batch: int
-    ) -> list[tuple[int, int, _Row | None]]:
-        t = s.audit_events
-        keys = sa.select(t.c.id, t.c.seq).where(window).order_by(t.c.seq).limit(batch)
-        out: list[tuple[int, int, _Row | None]] = []
-        with self._db.connect() as conn:
-            for row_id, seq in conn.execute(keys).all():
-                row: _Row | None
-                try:
-                    row = conn.execute(sa.select(t).where(t.c.id == row_id)).mappings().one()
-                except (ValueError, TypeError):
-                    row = None
-                out.append((row_id, seq, row))
-        return out
+        return verify_chain(self._db, batch=batch)
 
 
 # helpers ----------------------------------------------------------------------------------
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; they were stored in UTC
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _iso(value: dt.datetime) -> str:
-    return _utc(value).isoformat(timespec="microseconds")
-
-
-def _ids_for_hash(ids: Any) -> Any:
-    if ids is None or isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
-        return ids  # only a row edited in SQL holds such a value: hashed as is, so it fails
-    # numpy integers become ints; a string or a bool (an edit) stays what it is, so it fails
-    return [
-        int(i) if isinstance(i, numbers.Integral) and not isinstance(i, bool) else i for i in ids
-    ]
-
-
-def _row_hash(row: _Row) -> str:
-    # the stored values exactly as read, so that any edit to any of them changes the hash
-    return canonical_hash(
-        seq=row["seq"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        purpose=row["purpose"],
-        case_ref=row["case_ref"],
-        probe_sha256=row["probe_sha256"],
-        details=row["details"],
-        result_face_ids=row["result_face_ids"],
-        prev_hash=row["prev_hash"],
-    )
-
-
-def _event(row: _Row) -> AuditEvent:
+def _event(row: sa.RowMapping) -> AuditEvent:
     details, ids = row["details"], row["result_face_ids"]
     return AuditEvent(
         seq=row["seq"],
-        at=_utc(row["at"]),
+        at=as_utc(row["at"]),
         actor=row["actor"],
         action=row["action"],
         purpose=row["purpose"],
@@ -554,16 +342,6 @@ def _event(row: _Row) -> AuditEvent:
         prev_hash=row["prev_hash"],
         hash=row["hash"],
     )
-
-
-def _bad(passed: int, seq: int | None, reason: str) -> AuditVerification:
-    return AuditVerification(ok=False, events=passed, first_bad_seq=seq, reason=reason)
-
-
-def _missing(first: int, last: int) -> str:
-    if first == last:
-        return f"event {first} is missing"
-    return f"events {first} to {last} are missing"
 
 
 def _required(name: str, value: str, max_len: int) -> str:
