@@ -138,7 +138,7 @@ sa.Index("ix_faces_space_live", faces.c.space_id, faces.c.skip_reason)
 
 
 # Append-only and hash-chained: each event holds the hash of the one before (see
-# countenance.governance.audit). Rows are never updated or deleted by countenance.
+# countenance.governance.chain). Rows are never updated or deleted by countenance.
 audit_events = sa.Table(
     "audit_events",
     metadata,
