@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,26 @@ def test_a_file_that_fits_memory_is_mapped_in_whole_before_searches_touch_it(
     else:
         assert resident <= size // 4  # the pages read (a fault may map a large folio: 2 MiB)
     np.testing.assert_array_equal(store.read(np.array([600_000, 7])), values[[600_000, 7]])
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's smaps")
+def test_a_growing_file_is_filled_by_one_thread_and_its_newest_map_whole(tmp_path: Path) -> None:
+    path = tmp_path / "growing.vectors"
+    store = VectorFile(path, DIM)
+    step = 1 << 18  # 8 MiB of rows
+    for grown in range(1, 6):
+        store.write(np.arange((grown - 1) * step, grown * step), rows(step, seed=grown))
+        store.read(np.array([0, grown * step - 1]))  # the file grew: a new map, to fill
+        fillers = [t for t in threading.enumerate() if t.name == f"fill {path.name}"]
+        assert len(fillers) <= 1  # one filler, whatever the growth
+    store.wait_filled(timeout=60)
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    maps = [
+        dict(f.split(":", 1) for f in lines[at + 1 : at + 24] if ":" in f)
+        for at, line in enumerate(lines)
+        if line.endswith(str(path))
+    ]
+    newest = max(maps, key=lambda fields: int(fields["Size"].split()[0]))
+    assert int(newest["Size"].split()[0]) == 5 * 8 << 10
+    assert int(newest["Rss"].split()[0]) == 5 * 8 << 10  # the newest map, filled whole
+    np.testing.assert_array_equal(store.read(np.array([3 * step])), rows(step, seed=4)[:1])
