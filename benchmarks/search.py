@@ -217,7 +217,9 @@ def measure(
         for start in range(0, len(queries), ALTERNATE):
             block = range(start, min(start + ALTERNATE, len(queries)))
             if baseline is not None:
-                index.search(queries[max(start - 1, 0)][None, :], TOP)  # untimed: warm again
+                # untimed, warm again: the block before's last query (the first block: the
+                # last query, timed long after)
+                index.search(queries[start - 1][None, :], TOP)
             for i in block:
                 started = time.perf_counter()
                 found[i] = index.search(queries[i : i + 1], TOP)[1][0]
