@@ -11,7 +11,7 @@ Example::
     calibration = Calibration(Gallery(ids, vectors), queries=1_000)
     with calibration.hold_out(layout):       # the probes leave the index meanwhile
         layout.tune(calibration, 0.99)       # e.g. HnswLayout: tune(EF_SEARCH, ...) inside
-    calibration.recall(lambda q, k: layout.search(q, k)[1])   # recall@10 on the probes
+        calibration.recall(lambda q, k: layout.search(q, k)[1])  # recall@10, probes still out
 """
 
 from __future__ import annotations
