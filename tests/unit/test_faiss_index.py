@@ -4,6 +4,7 @@ the registry."""
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import subprocess
 import sys
@@ -148,7 +149,9 @@ def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
     gallery = Gallery(ids, vectors)
     default = Calibration(gallery)
     graph = Calibration(gallery, faiss_layouts.HnswLayout.CALIBRATION_QUERIES)
-    assert len(default.queries) == faiss_layouts.IvfPqLayout.CALIBRATION_QUERIES == 200
+    assert len(default.queries) == 200
+    # Both layouts afford 1,000: 200 decided IVF's short list at 10^7 faces by chance.
+    assert faiss_layouts.IvfPqLayout.CALIBRATION_QUERIES == 1000
     assert len(graph.queries) == 1000 and len(graph.truth) == 1000
     held, _ = graph.held()
     assert set(graph.own.tolist()) <= set(held.tolist()) <= set(ids.tolist())
@@ -209,6 +212,40 @@ def test_ivf_tuning_drops_pairs_that_read_as_many_lists_and_more_vectors(
     nlist = int(layout.index.nlist)
     assert sorted(clock) == timed
     assert (layout.nprobe, layout.rerank) == tuple(nlist if v == "nlist" else v for v in kept)
+
+
+@pytest.mark.parametrize("nlist", [1, 3, 64, 8192, 32768])
+def test_ivf_tuning_chooses_nprobe_in_quarter_powers_of_two(nlist: int) -> None:
+    steps = faiss_layouts.probe_steps(nlist)
+    assert steps[0] == 1 and steps[-1] == nlist and steps == sorted(set(steps))
+    # each step at most 2^(1/4) (rounded) past the one before: no breadth is skipped by much
+    assert all(b <= max(a + 1, round(a * 2**0.25) + 1) for a, b in itertools.pairwise(steps))
+    if nlist == 8192:
+        assert {512, 609, 724} <= set(steps)  # 10^7 faces crossed 0.98 between 512 and 724
+
+
+def test_ivf_tuning_times_a_pair_on_a_spread_of_its_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = ivf_index(target_recall=0.5)._layout
+    assert isinstance(layout, faiss_layouts.IvfPqLayout)
+    calibration = Calibration(Gallery(IDS, VECTORS), 60)
+    searched: list[np.ndarray] = []
+    real = layout.search
+
+    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        searched.append(queries)
+        return real(queries, k)
+
+    monkeypatch.setattr(layout, "search", search)
+    monkeypatch.setattr(layout, "TIMED_QUERIES", 20)
+    assert layout._seconds_per_probe(calibration, 4, 20) > 0
+    assert (layout.nprobe, layout.rerank) == (4, 20)
+    timed = np.concatenate(searched)
+    assert all(len(q) == 1 for q in searched)  # one probe a search, as a user searches
+    assert len(timed) == 20
+    # mated probes (first half) and strangers (second half) alike
+    rows = [int(np.flatnonzero((calibration.queries == q).all(axis=1))[0]) for q in timed]
+    half = len(calibration.queries) // 2
+    assert min(rows) < half <= max(rows)
 
 
 def test_ivf_tuning_reads_a_depths_recall_off_the_deepest_short_list() -> None:
