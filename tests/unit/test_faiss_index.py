@@ -72,7 +72,7 @@ def test_flat_then_hnsw_then_ivfpq_as_the_gallery_grows() -> None:
     index.add(IDS[:THRESHOLD], VECTORS[:THRESHOLD])
     assert (index.layout, index.kind, index.ef_search, index.nprobe) == ("flat", "flat", None, None)
     index.add(IDS[THRESHOLD : THRESHOLD + 1], VECTORS[THRESHOLD : THRESHOLD + 1])
-    assert index.layout == "hnsw" and index.kind == "hnsw32,sq8" and index.ef_search is not None
+    assert index.layout == "hnsw" and index.kind == "hnsw48,sq8" and index.ef_search is not None
     index.add(IDS[THRESHOLD + 1 : 1100], VECTORS[THRESHOLD + 1 : 1100])
     assert index.layout == "hnsw"
     index.add(IDS[1100:], VECTORS[1100:])
@@ -89,10 +89,10 @@ def test_flat_then_hnsw_then_ivfpq_as_the_gallery_grows() -> None:
     [
         (1_000, 128, 8.0, "flat"),
         (1_000_000, 128, 8.0, "hnsw"),
-        (20_000_000, 128, 8.0, "hnsw"),  # ~7 GB: HNSW while it fits
-        (30_000_000, 128, 8.0, "ivfpq"),  # ~10 GB would not
+        (15_000_000, 128, 8.0, "hnsw"),  # ~7 GB: HNSW while it fits
+        (20_000_000, 128, 8.0, "ivfpq"),  # ~9.5 GB would not
         (200_000_000, 128, 1000.0, "ivfpq"),  # past ivfpq_threshold whatever the budget
-        (200_000, 128, 0.05, "ivfpq"),  # flat would take 110 MB, HNSW 70 MB: over 51 MiB
+        (200_000, 128, 0.05, "ivfpq"),  # flat would take 110 MB, HNSW 95 MB: over 51 MiB
         (1_000_000, 512, 0.25, "ivfpq"),  # past the memory budget before the size threshold
     ],
 )
@@ -322,7 +322,7 @@ def test_approximate_layouts_keep_codes_in_ram_and_vectors_on_disk_and_wipe_a_re
     index = layout_index(layout, tmp_path)
     # codes, not float vectors (IVF: code, id, and ~2 B of the 32 lists' centroids)
     codes = faiss_layouts.rabitq_code_bytes(SPACE.dim) + 8 + 2
-    limit = {"hnsw": SPACE.dim + 8 + 4 * (2 * 32 + 2) + 12, "ivfpq": codes}[layout]
+    limit = {"hnsw": SPACE.dim + 8 + 4 * (2 * 48 + 2) + 12, "ivfpq": codes}[layout]
     assert index.ram_bytes() / index.count() <= limit
     row = SPACE.dim * 4
     raw = index.vectors_path.read_bytes()
@@ -350,7 +350,7 @@ def test_hnsw_codes_keep_the_principal_components_that_hold_the_variance() -> No
     index = FaissIndex(space, layout="hnsw")
     ids = np.arange(len(vectors), dtype=np.int64)
     index.add(ids, vectors)
-    assert index.kind == "hnsw32,pca48,sq8"
+    assert index.kind == "hnsw48,pca48,sq8"
     sims, found = index.search(vectors[:50], k=1)
     np.testing.assert_array_equal(found[:, 0], ids[:50])
     np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
@@ -416,7 +416,7 @@ def test_an_hnsw_file_of_float_vectors_of_countenance_0_2_is_rebuilt_with_codes(
     faiss.rev_swig_ptr(old.id_map.data(), old.id_map.size())[:2] = -1  # two tombstones
     faiss.write_index(old, str(tmp_path / f"{SPACE.key}.faiss"))
     index = FaissIndex(SPACE, tmp_path, approx_threshold=THRESHOLD)
-    assert index.layout == "hnsw" and index.kind == "hnsw32,sq8"
+    assert index.layout == "hnsw" and index.kind == "hnsw48,sq8"
     np.testing.assert_array_equal(np.sort(index.ids()), IDS[2:])
     sims, found = index.search(VECTORS[2:7], k=1)
     np.testing.assert_array_equal(found[:, 0], IDS[2:7])
@@ -432,6 +432,22 @@ def test_changes_after_reopen_persist(tmp_path: Path) -> None:
     third = FaissIndex(SPACE, tmp_path)
     assert third.count() == len(IDS) - 5
     assert not np.isin(IDS[:5], third.ids()).any()
+
+
+def test_a_graph_saved_with_fewer_links_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Graphs built before M became 48 load as they are: kind and RAM come from the file.
+    monkeypatch.setattr(faiss_layouts.HnswLayout, "M", 32)
+    old = layout_index("hnsw", tmp_path)
+    old.save()
+    monkeypatch.undo()
+    again = FaissIndex(SPACE, tmp_path, approx_threshold=THRESHOLD)
+    assert again.layout == "hnsw" and again.kind == "hnsw32,sq8" == old.kind
+    assert again.ram_bytes() == old.ram_bytes()
+    assert layout_index("hnsw").ram_bytes() > again.ram_bytes()  # M = 48: more links a face
+    _, found = again.search(VECTORS[:5], k=1)
+    np.testing.assert_array_equal(found[:, 0], IDS[:5])
 
 
 def test_nothing_is_written_before_save(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ The gallery's layout follows its size and a memory budget
 layout        while                           RAM per 128-d face
 ============  ==============================  ====================================
 flat (exact)  n <= ``approx_threshold``       ~550 B (vector, id, reverse map)
-hnsw32,pca..  it fits ``memory_gb`` (and      ~350 B (8-bit codes of the top principal
+hnsw48,pca..  it fits ``memory_gb`` (and      ~480 B (8-bit codes of the top principal
               n <= ``ivfpq_threshold``)       components, id, graph links)
 ivf,rabitq..  beyond                          ~60 B (52 B of 2-bit RaBitQ code, 8 B id)
 ============  ==============================  ====================================
@@ -99,7 +99,7 @@ def choose_layout(
     limit ``n`` is within and whose RAM fits ``memory_gb``.
 
     Example: ``choose_layout(10**6, 128) == "hnsw"``; ``choose_layout(3 * 10**7, 128) == "ivfpq"``
-    (HNSW's ~10 GB would exceed the default 8 GB).
+    (HNSW's ~14 GB would exceed the default 8 GB).
     """
     budget = memory_gb * _GIB
     if n <= approx_threshold and n * (dim * 4 + 40) <= budget:
@@ -165,7 +165,7 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        """``flat``, ``hnsw32[,pca<d>],sq8`` or ``ivf<nlist>,rabitq<bits>fs``."""
+        """``flat``, ``hnsw<M>[,pca<d>],sq8`` or ``ivf<nlist>,rabitq<bits>fs``."""
         return self._layout.kind
 
     @property
