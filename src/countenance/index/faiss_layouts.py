@@ -201,10 +201,11 @@ class HnswLayout(_CodesAndFile):
     What misses a neighbour is the walk, not the codes: an exact scan of the same codes
     brings every true neighbour into a short list of 50, and deeper short lists behind the
     walk found none more. So the graph is better connected than FAISS's default: ``M`` 48
-    links a face (96 on the ground layer), and the walk reaches 0.99 at efSearch 192 where
-    M = 32 needed 320-352, ~20% less time (1.00 against 1.27 ms for recall 0.991-0.992 on
-    the benchmark's queries, one run) for ~130 B more per face and ~1.6x the build time.
-    efConstruction 400 gave no more than 200 (0.992 against 0.991 at efSearch 192).
+    links a face (96 on the ground layer), and on the benchmark's queries the walk reaches
+    0.99 at efSearch 192 where M = 32 needed 320: 17% less time (1.15 against 1.39 ms, timed
+    in alternation) for ~130 B more per face and ~1.6x the build time. efConstruction 400
+    gave no more than 200 (0.992 against 0.991 at efSearch 192). The tuning's stranger
+    probes are harder than those queries and choose 256 (docs/scaling.md).
     """
 
     M = 48
@@ -470,7 +471,7 @@ class IvfPqLayout(_CodesAndFile):
         codes at the deepest depth gives every depth's recall, and tuning reads no vectors
         (at 10^8 faces they are on disk, ~1,500 reads a second). Each depth gets its
         smallest sufficient nprobe; a pair that reads as many lists as a shallower one and
-        more vectors is dropped untimed (at 10^7 faces depths 40 to 320 all needed 724
+        more vectors is dropped untimed (at 10^7 faces depths 40 to 320 all needed 609
         lists), and the rest are timed as a search is made: one probe at a time. Where no
         depth reaches the target even reading every list, the most accurate pair (every
         list, the deepest short list) is kept.
