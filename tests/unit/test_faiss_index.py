@@ -165,6 +165,62 @@ def test_calibration_takes_as_many_probes_as_the_layout_affords() -> None:
     assert len(small.queries) == 900 // 18
 
 
+def test_calibration_can_leave_the_hidden_faces_to_the_layout() -> None:
+    ids, vectors = data(4000, seed=5)
+    calibration = Calibration(Gallery(ids, vectors), 100)
+    probes, probe_vectors = calibration.held(hidden=False)
+    np.testing.assert_array_equal(probes, calibration.own)
+    np.testing.assert_array_equal(probe_vectors, calibration.queries)
+    everything, _ = calibration.held()
+    assert len(calibration.hidden_ids) and set(calibration.hidden_ids) <= set(everything.tolist())
+    assert not set(calibration.hidden_ids.tolist()) & set(probes.tolist())
+
+
+def test_graph_tuning_walks_past_the_hidden_faces_but_never_returns_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stranger probe's hidden faces stay in the graph while it is tuned (the probes do
+    # not), and the tuning's searches leave them out of their results.
+    ids, vectors = data(4000, seed=6)
+    seen: dict[str, object] = {}
+    original = faiss_layouts.HnswLayout.tune
+
+    def spy(layout: faiss_layouts.HnswLayout, calibration: Calibration, target: float) -> None:
+        seen["held"] = set(layout.ids().tolist())
+        seen["calibration"] = calibration
+        found = []
+
+        def recording_tune(values, apply, search, calibration, target_recall):  # type: ignore[no-untyped-def]
+            apply(values[-1])
+            found.append(search(calibration.queries, calibration.k))
+            return real_tune(values, apply, search, calibration, target_recall)
+
+        monkeypatch.setattr(faiss_layouts, "tune", recording_tune)
+        original(layout, calibration, target)
+        seen["found"] = found[0]
+
+    real_tune = faiss_layouts.tune
+    monkeypatch.setattr(faiss_layouts.HnswLayout, "tune", spy)
+    index = FaissIndex(SPACE, layout="hnsw", target_recall=0.99)
+    index.add(ids, vectors)
+    calibration = seen["calibration"]
+    assert isinstance(calibration, Calibration)
+    held, hidden = seen["held"], set(calibration.hidden_ids.tolist())
+    assert isinstance(held, set) and hidden and hidden <= held
+    assert not held & set(calibration.own.tolist())
+    found = seen["found"]
+    assert isinstance(found, np.ndarray) and found.shape[0] == len(calibration.queries)
+    assert not set(found.ravel().tolist()) & hidden
+    # The walk did reach them: unfiltered, the same searches return some.
+    layout = index._layout
+    assert isinstance(layout, faiss_layouts.HnswLayout)
+    _, unfiltered = layout.search(calibration.queries, calibration.k)
+    assert set(unfiltered.ravel().tolist()) & hidden
+    # Once tuned, every face is in the graph once, and none is a tombstone.
+    assert index.count() == len(ids) and layout.tombstones == 0
+    np.testing.assert_array_equal(np.sort(layout.ids()), np.sort(ids))
+
+
 class _BreadthRecall:
     """A calibration whose recall is a rule of (nprobe, short-list width), so that which pair
     the tuner keeps can be checked exactly; the fake short lists carry their nprobe."""

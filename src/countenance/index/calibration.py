@@ -10,7 +10,7 @@ Example::
 
     calibration = Calibration(Gallery(ids, vectors), queries=1_000)
     with calibration.hold_out(layout):       # the probes leave the index meanwhile
-        layout.tune(calibration, 0.99)       # e.g. HnswLayout: tune(EF_SEARCH, ...) inside
+        layout.tune(calibration, 0.99)       # e.g. IvfPqLayout: tune(nprobe, ...) inside
         calibration.recall(lambda q, k: layout.search(q, k)[1])  # recall@10, probes still out
 """
 
@@ -94,7 +94,18 @@ class Calibration:
     neighbours are sought among the other faces only. Searches are also made for people the
     gallery does not hold, whose neighbours are all strangers and harder to find: half the
     probes stand for them, by holding out their ``_STRANGER_HIDES`` nearest faces as well
-    (their likely other photos).
+    (their likely other photos: ``hidden_ids``).
+
+    A graph's tuning keeps the hidden faces in the graph and leaves them out of results
+    (``held(hidden=False)``; :class:`~countenance.index.faiss_layouts.HnswLayout`). Eight
+    nearest faces are more than a person's own photos (in the benchmark's gallery a person
+    has 4 to 8), so taking them out of the graph left a stranger probe in a hole that a
+    newcomer's photo does not meet, with the nodes that lead to its nearest strangers gone:
+    at 10^6 faces the tuning chose efSearch 256, where the benchmark's new faces reached 0.99
+    at 192. Kept as nodes a walk may pass, the probes read 0.9863 at 192 and 0.9901 at 224
+    where the benchmark's queries got 0.9880 and 0.9927 on the same graph (docs/scaling.md).
+    The probes themselves stay out: a walk aimed at a face in the graph ends on it, and its
+    links are its neighbours.
 
     Recall is estimated from ``queries`` probes of ``CALIBRATION_K`` neighbours each: with
     200 its standard error near 0.99 is ~0.002, enough to pick efSearch 320 or 384 by
@@ -114,7 +125,7 @@ class Calibration:
         strangers = self.queries[count // 2 :]
         _, near = _exact(gallery, strangers, _STRANGER_HIDES, exclude=self.own)
         hidden_rows = np.unique(near[near >= 0])
-        self._hidden_ids = gallery.ids[hidden_rows]
+        self.hidden_ids = gallery.ids[hidden_rows]
         self._hidden_vectors = gallery.take(hidden_rows)
         self.k = min(CALIBRATION_K, n - count - len(hidden_rows))
         self.truth: list[set[int]] = []
@@ -122,15 +133,18 @@ class Calibration:
             _, truth_rows = _exact(gallery, self.queries, self.k, exclude=self.held()[0])
             self.truth = [{int(gallery.ids[r]) for r in row if r >= 0} for row in truth_rows]
 
-    def held(self) -> tuple[Ids, Vectors]:
-        """The faces the index must not hold while it is tuned: probes and the hidden."""
-        ids = np.concatenate([self.own, self._hidden_ids])
+    def held(self, hidden: bool = True) -> tuple[Ids, Vectors]:
+        """The faces the index must not hold while it is tuned: the probes, and the hidden
+        unless the layout filters them out of its results itself (``hidden`` false)."""
+        if not hidden:
+            return self.own, self.queries
+        ids = np.concatenate([self.own, self.hidden_ids])
         return ids, np.concatenate([self.queries, self._hidden_vectors])
 
     @contextlib.contextmanager
-    def hold_out(self, layout: Editable) -> Iterator[None]:
-        """Take the held faces out of ``layout`` for the length of the block."""
-        ids, vectors = self.held()
+    def hold_out(self, layout: Editable, hidden: bool = True) -> Iterator[None]:
+        """Take the held faces (see :meth:`held`) out of ``layout`` for the block."""
+        ids, vectors = self.held(hidden)
         layout.remove(ids)
         try:
             yield

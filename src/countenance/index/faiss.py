@@ -327,7 +327,10 @@ class FaissIndex:
         calibration = None
         if not isinstance(layout, FlatLayout) and len(gallery) > 1:
             calibration = Calibration(gallery, layout.CALIBRATION_QUERIES)
-        later = calibration.held()[0] if calibration is not None else np.zeros(0, np.int64)
+        hidden = not layout.FILTERS_HIDDEN
+        later = np.zeros(0, np.int64)
+        if calibration is not None:
+            later = calibration.held(hidden)[0]
         for ids, vectors in gallery.chunks():
             keep = ~np.isin(ids, later)
             if not keep.any():
@@ -338,7 +341,7 @@ class FaissIndex:
                 layout.add(ids[keep], np.ascontiguousarray(vectors[keep]))
         if calibration is not None:
             layout.tune(calibration, self.target_recall)
-            held_ids, held_vectors = calibration.held()
+            held_ids, held_vectors = calibration.held(hidden)
             if len(held_ids):
                 layout.add(held_ids, held_vectors)
         self._layout = layout
@@ -353,7 +356,7 @@ class FaissIndex:
     def _retune(self) -> None:
         if not isinstance(self._layout, FlatLayout):
             calibration = Calibration(self._gallery(), self._layout.CALIBRATION_QUERIES)
-            with calibration.hold_out(self._layout):
+            with calibration.hold_out(self._layout, not self._layout.FILTERS_HIDDEN):
                 self._layout.tune(calibration, self.target_recall)
         self._tuned_at = self.count()
 

@@ -111,6 +111,7 @@ class FlatLayout:
     """Exact inner-product search; every face's vector in RAM."""
 
     name = "flat"
+    FILTERS_HIDDEN = False  # never tuned
 
     def __init__(self, dim: int, index: Any = None) -> None:
         # IDMap2 (not IDMap) can reconstruct vectors, which moving to another layout needs.
@@ -217,6 +218,9 @@ class HnswLayout(_CodesAndFile):
     # Probes to tune with: re-ranking reads from RAM here, so 1,000 cost ~1 s at 10^6 faces
     # and measure recall to ~0.001 (see Calibration).
     CALIBRATION_QUERIES = 1_000
+    # A stranger probe's hidden faces stay in the graph while it is tuned, left out of
+    # results: taken out, they leave a hole no newcomer's photo meets (see Calibration).
+    FILTERS_HIDDEN = True
 
     def __init__(self, index: Any, vectors: VectorFile) -> None:
         self.index = index  # IndexPreTransform(PCA or nothing, IndexIDMap(IndexHNSWSQ))
@@ -304,23 +308,39 @@ class HnswLayout(_CodesAndFile):
             self.vectors.wipe(ids)
         return len(hit)
 
-    def search(self, queries: Vectors, k: int) -> tuple[Vectors, Ids]:
+    def search(self, queries: Vectors, k: int, passing: Any = None) -> tuple[Vectors, Ids]:
+        """The top ``k``; ``passing`` (an IDSelector) leaves faces out of the results that
+        the walk still passes through."""
         pool = min(max(k * self.RERANK, self.MIN_POOL), self.count())
         walk = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         # efSearch was tuned for 10 results; a longer list needs a proportionally wider walk
         walk.efSearch = max(self.ef_search, self.ef_search * k // CALIBRATION_K, pool)
-        if self._dead:
-            walk.sel = self._live_ids
+        if passing is not None and self._dead:
+            passing = faiss.IDSelectorAnd(self._live_ids, passing)
+        elif passing is None and self._dead:
+            passing = self._live_ids
+        if passing is not None:  # held in a local until the search returns: faiss keeps a pointer
+            walk.sel = passing
         params = faiss.SearchParametersPreTransform()
         params.index_params = walk
         _, candidates = self.index.search(queries, pool, params=params)
         return rerank(self.vectors, queries, candidates, k)
 
     def tune(self, calibration: Calibration, target_recall: float) -> None:
+        """The smallest efSearch reaching ``target_recall``, the stranger probes' hidden
+        faces in the graph but out of the results."""
+
         def apply(value: int) -> None:
             self._graph.hnsw.efSearch = value
 
-        tune(_EF_SEARCH, apply, lambda q, k: self.search(q, k)[1], calibration, target_recall)
+        hidden = faiss.IDSelectorNot(faiss.IDSelectorBatch(calibration.hidden_ids))
+        tune(
+            _EF_SEARCH,
+            apply,
+            lambda q, k: self.search(q, k, passing=hidden)[1],
+            calibration,
+            target_recall,
+        )
 
     @classmethod
     def bytes_per_face(cls, dim: int) -> int:
@@ -361,6 +381,8 @@ class IvfPqLayout(_CodesAndFile):
 
     RERANK = (10, 20, 40, 80, 160, 320)  # candidates re-ranked per result asked for
     MIN_POOL = 100
+    # Tuning takes the hidden faces out of the lists: a list is the same without them.
+    FILTERS_HIDDEN = False
     # Probes to tune with: each is scanned once per nprobe tried, as deep as the deepest
     # short list (at 10^8 faces reading every list, ~0.5 s a probe). With 200, recall was
     # measured to ~+-0.005, and at 10^7 faces that decided between short lists of 200 and
