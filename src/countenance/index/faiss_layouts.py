@@ -310,8 +310,8 @@ class HnswLayout(_CodesAndFile):
         return len(hit)
 
     def search(self, queries: Vectors, k: int, passing: Any = None) -> tuple[Vectors, Ids]:
-        """The top ``k``; ``passing`` (an IDSelector) leaves faces out of the results that
-        the walk still passes through."""
+        """The top ``k``. ``passing`` (an IDSelector) names the faces a result may hold;
+        the walk still passes through the others."""
         pool = min(max(k * self.RERANK, self.MIN_POOL), self.count())
         walk = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         # efSearch was tuned for 10 results; a longer list needs a proportionally wider walk
