@@ -255,9 +255,10 @@ def test_ivf_tuning_drops_pairs_that_read_as_many_lists_and_more_vectors(
     assert isinstance(layout, faiss_layouts.IvfPqLayout)
     clock: list[tuple[int, int]] = []
 
-    def seconds(calibration: object, nprobe: int, rerank: int) -> float:
-        clock.append((nprobe, rerank))
-        return 1.0 / nprobe  # the wider pair "runs faster": the clock, not the order, decides
+    def seconds(calibration: object, pairs: list[tuple[int, int]]) -> list[float]:
+        clock.extend(pairs)
+        # the wider pair "runs faster": the clock, not the order, decides
+        return [1.0 / nprobe for nprobe, _ in pairs]
 
     def short_list(queries: np.ndarray, pool: int) -> np.ndarray:
         return np.full((len(queries), pool), layout.nprobe, dtype=np.int64)
@@ -285,19 +286,25 @@ def test_ivf_tuning_times_a_pair_on_a_spread_of_its_probes(monkeypatch: pytest.M
     assert isinstance(layout, faiss_layouts.IvfPqLayout)
     calibration = Calibration(Gallery(IDS, VECTORS), 60)
     searched: list[np.ndarray] = []
+    settings: list[tuple[int, int]] = []
     real = layout.search
 
     def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         searched.append(queries)
+        settings.append((layout.nprobe, layout.rerank))
         return real(queries, k)
 
     monkeypatch.setattr(layout, "search", search)
     monkeypatch.setattr(layout, "TIMED_QUERIES", 20)
-    assert layout._seconds_per_probe(calibration, 4, 20) > 0
-    assert (layout.nprobe, layout.rerank) == (4, 20)
-    timed = np.concatenate(searched)
+    seconds = layout._seconds_per_probe(calibration, [(4, 20), (2, 10)])
+    assert len(seconds) == 2 and min(seconds) > 0
     assert all(len(q) == 1 for q in searched)  # one probe a search, as a user searches
-    assert len(timed) == 20
+    # The pairs take turns on each probe, in an order that rotates: drift weighs on both.
+    assert len(searched) == 40
+    assert settings[:4] == [(4, 20), (2, 10), (2, 10), (4, 20)]
+    for row in range(20):
+        np.testing.assert_array_equal(searched[2 * row], searched[2 * row + 1])
+    timed = np.concatenate(searched[::2])
     # mated probes (first half) and strangers (second half) alike
     rows = [int(np.flatnonzero((calibration.queries == q).all(axis=1))[0]) for q in timed]
     half = len(calibration.queries) // 2

@@ -142,3 +142,20 @@ def test_a_growing_file_is_filled_by_one_thread_and_its_newest_map_whole(tmp_pat
     assert int(newest["Size"].split()[0]) == 5 * 8 << 10
     assert int(newest["Rss"].split()[0]) == 5 * 8 << 10  # the newest map, filled whole
     np.testing.assert_array_equal(store.read(np.array([3 * step])), rows(step, seed=4)[:1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's smaps")
+def test_open_map_maps_and_fills_before_any_read(tmp_path: Path) -> None:
+    # What IVF tuning relies on before it times searches: the map is whole when they start.
+    path = tmp_path / "v"
+    store = VectorFile(path, DIM)
+    values = rows(1 << 18)  # 8 MiB
+    store.write(np.arange(1 << 18), values)
+    with pytest.raises(AssertionError, match="not mapped"):
+        _resident_kb(path)  # written with pwrite: not mapped yet
+    store.open_map()
+    store.wait_filled(timeout=60)
+    size, resident = _resident_kb(path)
+    assert size == 8 << 10 and resident == size
+    store.open_map()  # already mapped at this size: nothing changes
+    np.testing.assert_array_equal(store.read(np.array([9, 5])), values[[9, 5]])

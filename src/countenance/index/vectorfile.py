@@ -182,6 +182,12 @@ class VectorFile:
                     return
             _fill(view, self.path)
 
+    def open_map(self) -> None:
+        """Map the file now (which starts its fill) rather than at the first scattered read."""
+        rows = self.rows
+        if self._map is None or self._mapped_rows != rows:
+            self._remap(rows)
+
     def wait_filled(self, timeout: float | None = None) -> None:
         """Wait for the background fill of the map, if one is under way (benchmarks and
         tests; searches need not wait: a row not yet filled in is read on demand)."""
