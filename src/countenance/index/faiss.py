@@ -327,10 +327,10 @@ class FaissIndex:
         calibration = None
         if not isinstance(layout, FlatLayout) and len(gallery) > 1:
             calibration = Calibration(gallery, layout.CALIBRATION_QUERIES)
-        hidden = not layout.FILTERS_HIDDEN
+        hold_hidden = not layout.FILTERS_HIDDEN
         later = np.zeros(0, np.int64)
         if calibration is not None:
-            later = calibration.held(hidden)[0]
+            later = calibration.held(hold_hidden)[0]
         for ids, vectors in gallery.chunks():
             keep = ~np.isin(ids, later)
             if not keep.any():
@@ -341,7 +341,7 @@ class FaissIndex:
                 layout.add(ids[keep], np.ascontiguousarray(vectors[keep]))
         if calibration is not None:
             layout.tune(calibration, self.target_recall)
-            held_ids, held_vectors = calibration.held(hidden)
+            held_ids, held_vectors = calibration.held(hold_hidden)
             if len(held_ids):
                 layout.add(held_ids, held_vectors)
         self._layout = layout

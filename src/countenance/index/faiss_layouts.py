@@ -317,10 +317,10 @@ class HnswLayout(_CodesAndFile):
         walk = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         # efSearch was tuned for 10 results; a longer list needs a proportionally wider walk
         walk.efSearch = max(self.ef_search, self.ef_search * k // CALIBRATION_K, pool)
-        if passing is not None and self._dead:
-            passing = faiss.IDSelectorAnd(self._live_ids, passing)
-        elif passing is None and self._dead:
-            passing = self._live_ids
+        if self._dead:  # tombstones hold id -1: only live ids may be returned
+            passing = (
+                self._live_ids if passing is None else faiss.IDSelectorAnd(self._live_ids, passing)
+            )
         if passing is not None:  # held in a local until the search returns: faiss keeps a pointer
             walk.sel = passing
         params = faiss.SearchParametersPreTransform()

@@ -132,8 +132,7 @@ class VectorFile:
             # ascending and dense enough (a chunk of catalog ids): one sequential read
             run = self._read_run(first, span)
             return run if span == len(ids) else run[ids - first]
-        if self._map is None or self._mapped_rows != rows:
-            self._remap(rows)
+        self._map_rows(rows)
         inside = (ids >= 0) & (ids < rows)
         if self._map is not None and inside.any():
             out[inside] = self._map[ids[inside]]
@@ -184,7 +183,10 @@ class VectorFile:
 
     def open_map(self) -> None:
         """Map the file now (which starts its fill) rather than at the first scattered read."""
-        rows = self.rows
+        self._map_rows(self.rows)
+
+    def _map_rows(self, rows: int) -> None:
+        """Map ``rows`` rows unless the current map already spans them."""
         if self._map is None or self._mapped_rows != rows:
             self._remap(rows)
 
