@@ -18,6 +18,10 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("COUNTENANCE_FACES", REPO.parent / "shared" / "faces"))
 
+# The suites written against dlib's figures (bands, erasure edges, face counts) keep running on
+# it, in this process and in the CLI subprocesses; tests of the default ONNX pipeline name it.
+os.environ.setdefault("COUNTENANCE_MODEL", "dlib")
+
 
 # A scratch PostgreSQL database (scripts/pg-test-server prints one); each test that uses it
 # gets a schema of its own there, dropped afterwards.
@@ -42,11 +46,11 @@ def faces_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline():  # type: ignore[no-untyped-def]
-    """The real default pipeline (dlib HOG + CNN fallback + ResNet), loaded once."""
+    """The real dlib pipeline (HOG + CNN fallback + ResNet), loaded once."""
     from countenance.config import Settings
     from countenance.vision.pipeline import FacePipeline
 
-    return FacePipeline.from_settings(Settings())
+    return FacePipeline.from_settings(Settings(model="dlib"))
 
 
 @pytest.fixture()

@@ -56,6 +56,22 @@ class Settings:
     max_pixels: int = _setting(
         64_000_000, "Largest photo accepted, in pixels (guards against decompression bombs)."
     )
+    model: str = _setting(
+        "faceplugin",
+        "Face model pipeline of a new store, by name (countenance models list). A store keeps"
+        " the space it was built in until `countenance models use NAME` re-embeds it.",
+    )
+    model_dir: Path | None = _setting(
+        None,
+        "Folder the model files are installed in (countenance models install); default:"
+        " ~/.local/share/countenance/models.",
+    )
+    device: str = _setting(
+        "auto", "Where ONNX models run: auto (CUDA when onnxruntime-gpu sees a GPU), cpu, cuda."
+    )
+    model_threads: int = _setting(
+        0, "CPU threads per ONNX model session; 0: ONNX Runtime's choice (one per core)."
+    )
     detector: str = _setting("hog", "Face detector: hog (fast) or cnn (dlib MMOD, slower).")
     cnn_fallback: bool = _setting(True, "Run the CNN detector on a photo where HOG finds no face.")
     detect_max_side: int = _setting(
@@ -70,9 +86,10 @@ class Settings:
         " framing with its mirror: fewer errors, about 3x slower ingest).",
     )
     age_estimator: str | None = _setting(
-        None,
-        "Import path (package.module:Class) of an AgeEstimator; faces it puts under min_age"
-        " plus age_margin are skipped as possible_minor. None: no estimate is made.",
+        "auto",
+        "Age estimator: auto (the model pipeline's own: ssrnet for faceplugin, none for dlib),"
+        " none, ssrnet, or an import path package.module:Class of an AgeEstimator. Faces it"
+        " puts under min_age plus age_margin are skipped as minor.",
     )
     min_age: int = _setting(18, "Faces of people younger than this are never indexed.")
     age_margin: float = _setting(
@@ -196,7 +213,7 @@ class Settings:
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     try:
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(value)
         if kind == "bool":
             if isinstance(value, str):

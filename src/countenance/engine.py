@@ -35,7 +35,13 @@ from countenance.catalog.collect import FetchCache, copies_of, duplicate_count
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import SqlCatalog
 from countenance.config import Settings
-from countenance.errors import BackendError, InvalidArgument, NoFaceFound, PolicyDenied
+from countenance.errors import (
+    BackendError,
+    InvalidArgument,
+    NoFaceFound,
+    PolicyDenied,
+    SpaceMismatch,
+)
 from countenance.governance import controls
 from countenance.governance.audit import AuditLog
 from countenance.governance.controls import ErasureReceipt
@@ -56,8 +62,8 @@ from countenance.types import (
     Status,
     Verification,
 )
-from countenance.vision.dlib_models import dlib_space
 from countenance.vision.pipeline import AnalysedFace, FacePipeline
+from countenance.vision.registry import settings_for, space_of
 
 log = logging.getLogger("countenance")
 
@@ -92,8 +98,10 @@ class Engine:
         self.catalog = SqlCatalog.open(url)
         self.audit = AuditLog(self.catalog.db)
         self._pipeline = pipeline
+        if pipeline is None:
+            self.settings = settings = self._store_settings(settings)
         self.space: EmbeddingSpace = (
-            pipeline.space if pipeline else dlib_space(settings.embed_views)
+            pipeline.space if pipeline else space_of(settings.model, settings)
         )
         self.bands: Bands = bands_for(self.space)
         self.index, self.repair = self._open_index()
@@ -119,6 +127,52 @@ class Engine:
         if self._pipeline is None:
             self._pipeline = FacePipeline.from_settings(self.settings)
         return self._pipeline
+
+    def _store_settings(self, settings: Settings) -> Settings:
+        """A store keeps the space it was built in: ``settings.model`` chooses the pipeline
+        of a new store only (``countenance models use`` switches an existing one)."""
+        current = self.catalog.current_space()
+        if current is None or current == space_of(settings.model, settings):
+            return settings
+        chosen = settings_for(current, settings)
+        if chosen is None:
+            raise SpaceMismatch(
+                f"{self.data_dir} holds faces of {current.key}, which no registered model"
+                " embeds into"
+            )
+        if chosen.model != settings.model:
+            log.info("this store uses model %s (not %s)", chosen.model, settings.model)
+        return chosen
+
+    def use_model(self, name: str, *, actor: str | None = None) -> EmbeddingSpace:
+        """Make pipeline ``name`` this store's model; returns its space. Audited.
+
+        A store that holds faces in another space is refused: re-embedding them on a switch
+        is not built yet, and vectors of two spaces are never compared."""
+        settings = self.settings.replace(model=name)
+        target = space_of(name, settings)
+        if target == self.space:
+            return target
+        held = self.catalog.live_face_ids(self.space).size
+        if held:
+            raise InvalidArgument(
+                f"{self.data_dir} holds {held} faces in {self.space.key}; switching a store"
+                f" that holds faces to {name} needs them re-embedded, which is not built yet:"
+                " ingest into a new data directory with --model instead"
+            )
+        with self._writer_lock():
+            self.catalog.space_id(target)  # the newest space of an empty store is its own
+            self.audit.append(
+                actor=actor or _os_user(),
+                action="model",
+                details={"op": "use", "model": name, "space": target.key},
+            )
+        self._save_index()
+        self.settings, self.space, self.bands = settings, target, bands_for(target)
+        self._pipeline = None
+        self.index, self.repair = self._open_index()
+        self._templates = self.catalog.suppression_templates(self.space)[1:]
+        return target
 
     # sources -------------------------------------------------------------------------------
 

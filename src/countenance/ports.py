@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from countenance.types import DetectedFace, EmbeddingSpace, Provenance
+from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5, Provenance
 
 Vectors = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
@@ -36,10 +36,26 @@ class Detector(Protocol):
 
 
 @runtime_checkable
+class Landmarker(Protocol):
+    """Places five landmarks of ``scheme`` (see :class:`~countenance.types.Landmarks5`) on
+    each face box, for detectors that give none or give another scheme than the embedder's."""
+
+    scheme: str
+
+    def landmarks(self, rgb: RGB, boxes: list[Box]) -> list[Landmarks5]: ...
+
+
+@runtime_checkable
 class Embedder(Protocol):
-    """Turns faces of an image into L2-normalised vectors of one :class:`EmbeddingSpace`."""
+    """Turns faces of an image into L2-normalised vectors of one :class:`EmbeddingSpace`.
+
+    ``scheme`` names the landmarks it aligns by; :meth:`align` gives the aligned crops it
+    embeds (quality is measured on them)."""
 
     space: EmbeddingSpace
+    scheme: str
+
+    def align(self, rgb: RGB, faces: list[DetectedFace]) -> list[RGB]: ...
 
     def embed(self, rgb: RGB, faces: list[DetectedFace]) -> Vectors:
         """float32[N, D], one row per face, in order; faces must carry landmarks."""
@@ -50,7 +66,7 @@ class Embedder(Protocol):
 class AgeEstimator(Protocol):
     """Estimates each face's age in years, so that likely minors are never indexed.
 
-    countenance ships no such model: an operator plugs one in by import path
+    A registered model by name (``ssrnet``), or an operator's own by import path
     (``COUNTENANCE_AGE_ESTIMATOR=package.module:Class``, built with no arguments).
     """
 

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,11 +66,18 @@ Point = tuple[float, float]
 
 @dataclass(frozen=True, slots=True)
 class Landmarks5:
-    """Five facial landmarks in original-image pixels, in dlib's 5-point order:
-    right eye outer, right eye inner, left eye outer, left eye inner, nose base
-    (right/left of the person in the photo)."""
+    """Five facial landmarks in original-image pixels, in the order of ``scheme``:
+
+    - ``dlib5`` (dlib's 5-point model): right eye outer, right eye inner, left eye outer,
+      left eye inner, nose base (right/left of the person in the photo);
+    - ``arcface5`` (the ArcFace alignment template): eye centre, eye centre, nose tip, mouth
+      corner, mouth corner, each pair in image order (smaller x first).
+
+    An embedder aligns by the scheme it was trained on; the pipeline pairs them.
+    """
 
     points: tuple[Point, Point, Point, Point, Point]
+    scheme: str = "dlib5"
 
     def as_list(self) -> list[list[float]]:
         return [[round(x, 2), round(y, 2)] for x, y in self.points]
@@ -94,9 +102,89 @@ class Metric(enum.StrEnum):
     COSINE = "cosine"
 
 
+class Band(enum.StrEnum):
+    """How strong a lead is, from the model's stated false-match rates (see :class:`Bands`)."""
+
+    STRONG = "strong"
+    POSSIBLE = "possible"
+    WEAK = "weak"
+
+
+BAND_FMRS = (("weak", 1e-2), ("possible", 1e-3), ("erase", 1e-4), ("strong", 1e-5))
+"""Each band edge of :class:`Bands` and the false-match rate it is calibrated at."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bands:
+    """Similarity bands of one space, from the false-match rates its model shows on strangers.
+
+    A band's lower edge is the cosine similarity that pairs of photos of *different* people
+    exceed at a stated false-match rate (FMR), measured once per space on all impostor pairs
+    of LFW (``benchmarks/calibrate_bands.py``). They are fixed by rule, never tuned:
+
+    =========  ======================  ===========================================
+    band       FMR of its lower edge   meaning
+    =========  ======================  ===========================================
+    strong     1 in 100,000            a lead worth acting on after human review
+    possible   1 in 1,000              a lead to check
+    weak       1 in 100                expect strangers among these
+    =========  ======================  ===========================================
+
+    ``erase`` is the edge at FMR 1 in 10,000: erasure by photo removes the faces the person's
+    photo matches that well, so that strangers stay untouched.
+
+    Example::
+
+        bands.band(0.97)                               # Band.STRONG
+        bands.expected_false_leads(0.93, 1_000_000)    # strangers expected at or above 0.93
+    """
+
+    strong: float
+    possible: float
+    weak: float
+    erase: float = 1.0
+
+    def band(self, similarity: float) -> Band | None:
+        """The band of ``similarity``, or None below the weak band."""
+        if similarity >= self.strong:
+            return Band.STRONG
+        if similarity >= self.possible:
+            return Band.POSSIBLE
+        if similarity >= self.weak:
+            return Band.WEAK
+        return None
+
+    @property
+    def same_person(self) -> float:
+        """The threshold ``verify`` uses to call two faces one person: FMR 1 in 1,000."""
+        return self.possible
+
+    def false_match_rate(self, similarity: float) -> float:
+        """The fraction of strangers' faces expected to score ``similarity`` or more.
+
+        Log-linear between the four calibrated edges (FMR 1e-2 ... 1e-5), and along the
+        nearest segment's slope beyond them (an extrapolation, capped to [1e-12, 1]).
+        """
+        edges = sorted((getattr(self, name), math.log10(rate)) for name, rate in BAND_FMRS)
+        i = sum(1 for x, _ in edges[1:-1] if similarity >= x)  # the segment, or the end one
+        (x0, y0), (x1, y1) = edges[i], edges[i + 1]
+        slope = (y1 - y0) / (x1 - x0) if x1 > x0 else 0.0
+        return float(min(1.0, max(1e-12, 10 ** (y0 + slope * (similarity - x0)))))
+
+    def expected_false_leads(self, similarity: float, gallery_size: int) -> float:
+        """How many strangers a search of ``gallery_size`` faces is expected to return at
+        ``similarity`` or above: each face of the gallery is one impostor comparison, so
+        ``gallery_size x FMR(similarity)``. A lead whose figure is near 1 or more stands
+        among strangers; one far below 1 is unlikely to be chance."""
+        return gallery_size * self.false_match_rate(similarity)
+
+
 @dataclass(frozen=True, slots=True)
 class EmbeddingSpace:
     """The space a vector lives in. Vectors of two different spaces are never compared.
+
+    ``bands`` are the space's own calibrated similarity bands (from the model registry); they
+    take no part in a space's identity.
 
     Example: ``EmbeddingSpace("dlib_resnet_v1", "1", 128, Metric.COSINE)``.
     """
@@ -105,19 +193,12 @@ class EmbeddingSpace:
     version: str
     dim: int
     metric: Metric = Metric.COSINE
+    bands: Bands | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def key(self) -> str:
         """A file-name-safe identifier, e.g. ``dlib_resnet_v1-1-128-cosine``."""
         return f"{self.model}-{self.version}-{self.dim}-{self.metric.value}"
-
-
-class Band(enum.StrEnum):
-    """How strong a lead is, from the model's stated false-match rates (see scoring)."""
-
-    STRONG = "strong"
-    POSSIBLE = "possible"
-    WEAK = "weak"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5, Metric
+from countenance.types import Box, DetectedFace, Landmarks5
+from countenance.vision.registry import dlib_space
 
-FAKE_SPACE = EmbeddingSpace("dlib_resnet_v1", "1", 128, Metric.COSINE)  # banded like dlib
+FAKE_SPACE = dlib_space(1)  # banded like dlib
 
 
 class FakeDetector:
@@ -33,6 +34,12 @@ class FakeEmbedder:
     """A unit vector seeded by the face's median colour."""
 
     space = FAKE_SPACE
+    scheme = "dlib5"
+
+    def align(self, rgb: np.ndarray, faces: list[DetectedFace]) -> list[np.ndarray]:
+        from countenance.vision.dlib_models import face_chips
+
+        return face_chips(rgb, faces)
 
     def embed(self, rgb: np.ndarray, faces: list[DetectedFace]) -> np.ndarray:
         out = []

@@ -214,10 +214,17 @@ def test_a_photo_can_state_its_own_jurisdiction_and_minors(tmp_path: Path) -> No
 
 
 def test_an_age_estimator_keeps_likely_minors_out(tmp_path: Path) -> None:
-    from countenance.vision.pipeline import FacePipeline, _load_age_estimator
+    from countenance.vision.models import ModelStore
+    from countenance.vision.pipeline import FacePipeline, load_age_estimator
     from tests.unit.fakes import FakeDetector, FakeEmbedder, RedIsAChild
 
-    estimator = _load_age_estimator("tests.unit.fakes:RedIsAChild")
+    store = ModelStore(tmp_path / "models")
+
+    def load(name: str):  # type: ignore[no-untyped-def]
+        return load_age_estimator(Settings(age_estimator=name), store, default=None)
+
+    assert load("auto") is None and load("none") is None
+    estimator = load("tests.unit.fakes:RedIsAChild")
     assert isinstance(estimator, RedIsAChild)
     pipeline = FacePipeline(
         FakeDetector(), FakeEmbedder(), min_sharpness=0.0, age_estimator=estimator, adult_age=23
@@ -228,16 +235,16 @@ def test_an_age_estimator_keeps_likely_minors_out(tmp_path: Path) -> None:
     with Engine(Settings(data_dir=tmp_path / "data", workers=1), pipeline=pipeline) as db:
         db.add_source("s", basis="consent")
         summary = db.ingest(photos, source="s")
-        assert summary.faces == 1 and summary.skipped_faces == {"possible_minor": 1}
+        assert summary.faces == 1 and summary.skipped_faces == {"minor": 1}
         assert db.index.count() == 1
     from countenance.errors import BackendUnavailable
 
     with pytest.raises(InvalidArgument, match=r"package\.module:Class"):
-        _load_age_estimator("no_colon")
+        load("no_colon")
     with pytest.raises(BackendUnavailable):
-        _load_age_estimator("tests.unit.fakes:Nope")
+        load("tests.unit.fakes:Nope")
     with pytest.raises(InvalidArgument, match="no estimate"):
-        _load_age_estimator("tests.unit.fakes:FakeDetector")
+        load("tests.unit.fakes:FakeDetector")
 
 
 def test_an_erased_face_id_is_never_given_to_another_face(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from countenance.vision.dlib_models import DLIB_SPACE
+from countenance.vision.registry import dlib_space
+
+DLIB_SPACE = dlib_space(4)
 from tests.conftest import need_faces, rgb_of
 
 pytestmark = pytest.mark.slow

@@ -170,7 +170,7 @@ class ServerState:
         if settings.search_workers <= 1 and given is not None:
             engine._pipeline = given if isinstance(given, SerialPipeline) else SerialPipeline(given)
         state = cls(
-            settings=settings,
+            settings=engine.settings,  # the store's model, which settings.model may not name
             engine=engine,
             keys=KeyStore(engine.catalog.db, engine.audit),
             limiter=RateLimiter(settings.api_rate_per_minute),

@@ -259,6 +259,24 @@ class SqlCatalog(GovernanceCatalog):
         self._space_ids[space] = int(found)
         return int(found)
 
+    def current_space(self) -> EmbeddingSpace | None:
+        """The space the store is in: the one holding the most live faces, else the space
+        registered last (a store chosen for a model before any face was stored)."""
+        f, t = s.faces, s.spaces
+        live = sa.func.count(f.c.id).filter(f.c.skip_reason.is_(None), f.c.embedding.is_not(None))
+        query = (
+            sa.select(t.c.model, t.c.version, t.c.dim, t.c.metric)
+            .select_from(t.outerjoin(f, f.c.space_id == t.c.id))
+            .group_by(t.c.id, t.c.model, t.c.version, t.c.dim, t.c.metric)
+            .order_by(live.desc(), t.c.id.desc())
+            .limit(1)
+        )
+        with self._db.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return EmbeddingSpace(row.model, row.version, row.dim, Metric(row.metric))
+
     def spaces(self) -> list[EmbeddingSpace]:
         with self._db.connect() as conn:
             rows = conn.execute(sa.select(s.spaces)).mappings().all()

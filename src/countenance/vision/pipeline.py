@@ -12,11 +12,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from countenance.config import Settings
-from countenance.ports import RGB, AgeEstimator, Detector, Embedder, Vectors
+from countenance.ports import RGB, AgeEstimator, Detector, Embedder, Landmarker, Vectors
 from countenance.types import DetectedFace, EmbeddingSpace, Quality
 from countenance.vision import quality as quality_mod
+
+if TYPE_CHECKING:
+    from countenance.vision.models import ModelStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +33,11 @@ class AnalysedFace:
 
 
 class FacePipeline:
-    """Runs a detector (and a fallback detector where the first finds nothing), checks
-    quality on the aligned crop, and embeds the faces that pass. Faces come in the order of
-    :meth:`Box.principal_key`: whole faces first, each group largest first."""
+    """Runs a detector (and a fallback detector where the first finds nothing), places the
+    landmarks the embedder aligns by (a ``landmarker``, where the detectors give another
+    scheme or none), checks quality on the aligned crop, and embeds the faces that pass.
+    Faces come in the order of :meth:`Box.principal_key`: whole faces first, each group
+    largest first. Pipelines are built by name in :mod:`countenance.vision.registry`."""
 
     def __init__(
         self,
@@ -39,6 +45,7 @@ class FacePipeline:
         embedder: Embedder,
         *,
         fallback: Detector | None = None,
+        landmarker: Landmarker | None = None,
         min_face_px: int = 20,
         min_sharpness: float = 2.0,
         age_estimator: AgeEstimator | None = None,
@@ -47,6 +54,7 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.fallback = fallback
+        self.landmarker = landmarker
         self.min_face_px = min_face_px
         self.min_sharpness = min_sharpness
         self.age_estimator = age_estimator
@@ -58,35 +66,10 @@ class FacePipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePipeline:
-        """The default dlib pipeline, models loaded now."""
-        from countenance.vision.dlib_models import (
-            CnnDetector,
-            DlibEmbedder,
-            DlibModels,
-            HogDetector,
-        )
+        """The pipeline named by ``settings.model``, models loaded now."""
+        from countenance.vision.registry import load_pipeline
 
-        models = DlibModels.load()
-        cnn = CnnDetector(models, max_side=settings.cnn_max_side)
-        if settings.detector == "cnn":
-            primary: Detector = cnn
-            fallback: Detector | None = None
-        elif settings.detector == "hog":
-            primary = HogDetector(models, max_side=settings.detect_max_side)
-            fallback = cnn if settings.cnn_fallback else None
-        else:
-            from countenance.errors import InvalidArgument
-
-            raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog or cnn")
-        return cls(
-            primary,
-            DlibEmbedder(models, views=settings.embed_views),
-            fallback=fallback,
-            min_face_px=settings.min_face_px,
-            min_sharpness=settings.min_sharpness,
-            age_estimator=_load_age_estimator(settings.age_estimator),
-            adult_age=settings.min_age + settings.age_margin,
-        )
+        return load_pipeline(settings.model, settings)
 
     def detect(self, rgb: RGB) -> list[DetectedFace]:
         """Faces in the photo: those wholly inside it first, each group largest first.
@@ -101,14 +84,16 @@ class FacePipeline:
             found = self.fallback.detect(rgb)
             if any(f.box.is_whole(width, height) for f in found) or not faces:
                 faces = found
-        return sorted(faces, key=lambda f: f.box.principal_key(width, height), reverse=True)
+        faces = sorted(faces, key=lambda f: f.box.principal_key(width, height), reverse=True)
+        if self.landmarker is not None and faces:
+            marks = self.landmarker.landmarks(rgb, [f.box for f in faces])
+            faces = [dataclasses.replace(f, landmarks=m) for f, m in zip(faces, marks, strict=True)]
+        return faces
 
     def analyse(self, rgb: RGB) -> list[AnalysedFace]:
         """Every face: detected, quality-checked, and embedded when it passes."""
-        from countenance.vision.dlib_models import face_chips
-
         faces = self.detect(rgb)
-        chips = face_chips(rgb, faces)
+        chips = self.embedder.align(rgb, faces)
         qualities = [
             quality_mod.assess(
                 f.box, c, min_face_px=self.min_face_px, min_sharpness=self.min_sharpness
@@ -118,7 +103,7 @@ class FacePipeline:
         if self.age_estimator is not None and faces:
             ages = self.age_estimator.estimate(rgb, faces)
             qualities = [
-                dataclasses.replace(q, skip_reason="possible_minor")
+                dataclasses.replace(q, skip_reason="minor")
                 if q.skip_reason is None and age < self.adult_age
                 else q
                 for q, age in zip(qualities, ages, strict=True)
@@ -132,19 +117,32 @@ class FacePipeline:
         ]
 
 
-def _load_age_estimator(path: str | None) -> AgeEstimator | None:
-    """The AgeEstimator named ``package.module:Class``, built with no arguments."""
-    if not path:
-        return None
+def load_age_estimator(
+    settings: Settings, store: ModelStore, *, default: str | None
+) -> AgeEstimator | None:
+    """The age estimator ``settings.age_estimator`` names: ``auto`` (the pipeline's own,
+    ``default``), ``none``, a registered name (``ssrnet``), or an operator's own class by
+    import path ``package.module:Class`` (built with no arguments)."""
     from countenance.errors import BackendUnavailable, InvalidArgument
+    from countenance.vision.registry import AGE_ESTIMATORS
 
-    module_name, _, class_name = path.partition(":")
+    name = (settings.age_estimator or "none").strip()
+    if name == "auto":
+        name = default or "none"
+    if name == "none":
+        return None
+    if name in AGE_ESTIMATORS:
+        return AGE_ESTIMATORS[name].load(settings, store)
+    module_name, _, class_name = name.partition(":")
     if not module_name or not class_name:
-        raise InvalidArgument(f"age_estimator {path!r} must look like package.module:Class")
+        known = ", ".join(["auto", "none", *sorted(AGE_ESTIMATORS)])
+        raise InvalidArgument(
+            f"age_estimator {name!r}: use {known} or an import path package.module:Class"
+        )
     try:
         estimator = getattr(importlib.import_module(module_name), class_name)()
     except (ImportError, AttributeError) as exc:
-        raise BackendUnavailable(f"cannot load age estimator {path!r}: {exc}") from exc
+        raise BackendUnavailable(f"cannot load age estimator {name!r}: {exc}") from exc
     if not isinstance(estimator, AgeEstimator):
-        raise InvalidArgument(f"{path!r} has no estimate(rgb, faces) method")
+        raise InvalidArgument(f"{name!r} has no estimate(rgb, faces) method")
     return estimator

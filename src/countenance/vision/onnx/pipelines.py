@@ -1,0 +1,59 @@
+"""Pipelines built on the ONNX models, as registered in :mod:`countenance.vision.registry`.
+
+Example::
+
+    pipeline = faceplugin_pipeline(settings, ModelStore.from_settings(settings))
+    faces = pipeline.analyse(rgb)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from countenance.errors import InvalidArgument
+from countenance.ports import Detector, Embedder, Landmarker
+from countenance.vision.pipeline import FacePipeline, load_age_estimator
+from countenance.vision.registry import COMPONENTS, space_of
+
+if TYPE_CHECKING:
+    from countenance.config import Settings
+    from countenance.vision.models import ModelStore
+
+
+def faceplugin_pipeline(settings: Settings, store: ModelStore) -> FacePipeline:
+    """faceplugin's models: faces found by ``settings.detector`` (``hog``: dlib's HOG with
+    its CNN as the fallback, ``cnn``, or ``rfb320``), five ArcFace points from the 68 of
+    ``fr_landmark``, ``fr_feature`` embeddings of the aligned face and its mirror image, and
+    SSR-Net ages (``age_estimator=auto``)."""
+    primary, fallback = _detectors(settings, store)
+    landmarker: Landmarker = COMPONENTS["fr_landmark"].load(settings, store)
+    embedder: Embedder = COMPONENTS["fr_feature"].load(settings, store)
+    banded = space_of("faceplugin", settings)
+    if embedder.space != banded:
+        raise InvalidArgument(f"fr_feature embeds into {embedder.space.key}, not {banded.key}")
+    embedder.space = banded  # the registry's copy carries the calibrated bands
+    return FacePipeline(
+        primary,
+        embedder,
+        fallback=fallback,
+        landmarker=landmarker,
+        min_face_px=settings.min_face_px,
+        min_sharpness=settings.min_sharpness,
+        age_estimator=load_age_estimator(settings, store, default="ssrnet"),
+        adult_age=settings.min_age + settings.age_margin,
+    )
+
+
+def _detectors(settings: Settings, store: ModelStore) -> tuple[Detector, Detector | None]:
+    if settings.detector == "rfb320":
+        return COMPONENTS["rfb320"].load(settings, store), None
+    from countenance.vision.dlib_models import CnnDetector, DlibModels, HogDetector
+
+    models = DlibModels.load(store)
+    cnn = CnnDetector(models, max_side=settings.cnn_max_side)
+    if settings.detector == "cnn":
+        return cnn, None
+    if settings.detector == "hog":
+        hog = HogDetector(models, max_side=settings.detect_max_side)
+        return hog, (cnn if settings.cnn_fallback else None)
+    raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog, cnn or rfb320")

