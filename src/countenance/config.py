@@ -112,6 +112,12 @@ class Settings:
     search_rate_per_minute: int = _setting(
         30, "Searches one actor may run in any minute (0: no limit)."
     )
+    max_false_leads: float = _setting(
+        10.0,
+        "Strangers one search may be expected to return, at most: the least similarity a"
+        " lead needs rises with the gallery so that gallery size x false-match rate stays under"
+        " this (at 10^6 faces, 10 puts the floor at the strong band's edge).",
+    )
     workers: int = _setting(0, "Ingest worker processes; 0 means one per CPU core.")
     top: int = _setting(10, "Matches returned per probe face by default.")
     max_upload_bytes: int = _setting(

@@ -392,7 +392,10 @@ class Engine:
             raise InvalidArgument("top must be between 1 and 1000")
         if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
             raise InvalidArgument("min_similarity is a cosine similarity in [-1, 1]")
-        floor = max(self.bands.weak, min_similarity if min_similarity is not None else -1.0)
+        gallery = self.index.count()
+        floor = max(
+            self._gallery_floor(gallery), min_similarity if min_similarity is not None else -1.0
+        )
         rgb, digest = self._decode(photo)
         faces = [f for f in self.pipeline.analyse(rgb) if f.embedding is not None]
         if not faces:
@@ -416,7 +419,18 @@ class Engine:
                 for f, m in zip(faces, matches, strict=True)
             ),
             probe_sha256=digest,
+            gallery_faces=gallery,
+            min_similarity=floor,
         )
+
+    def _gallery_floor(self, gallery: int) -> float:
+        """The least similarity a lead needs in a gallery of ``gallery`` faces: the weak
+        band's edge, raised until the strangers the search is expected to return
+        (gallery x false-match rate) are at most ``max_false_leads``."""
+        budget = self.settings.max_false_leads
+        if gallery <= 0 or budget <= 0:
+            return self.bands.weak
+        return max(self.bands.weak, self.bands.similarity_at(budget / gallery))
 
     def _hide_suppressed(self, probes: Vectors, matches: list[list[Match]]) -> list[list[Match]]:
         """No lead for a probe of an erased person; no lead that is an erased person's face."""
@@ -433,6 +447,7 @@ class Engine:
     def _search_vectors(self, vectors: Vectors, k: int, floor: float) -> list[list[Match]]:
         # ask for a few more than k: an id the index holds but the catalog no longer has
         # (a crash between the two) is dropped here rather than shown
+        gallery = self.index.count()
         sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 8)
         rows = self.catalog.face_rows(int(i) for i in np.unique(ids) if i >= 0)
         copies = copies_of(self.catalog.db, (row.photo_id for row in rows.values()))
@@ -455,6 +470,7 @@ class Engine:
                         page_url=row.page_url,
                         uri=row.photo_uri,
                         also_at=tuple(copies.get(row.photo_id, ())),
+                        expected_false_leads=self.bands.expected_false_leads(float(sim), gallery),
                     )
                 )
                 if len(matches) == k:

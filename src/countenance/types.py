@@ -171,6 +171,15 @@ class Bands:
         slope = (y1 - y0) / (x1 - x0) if x1 > x0 else 0.0
         return float(min(1.0, max(1e-12, 10 ** (y0 + slope * (similarity - x0)))))
 
+    def similarity_at(self, fmr: float) -> float:
+        """The similarity strangers exceed at false-match rate ``fmr``: the inverse of
+        :meth:`false_match_rate`, on the same log-linear segments."""
+        edges = sorted((math.log10(rate), getattr(self, name)) for name, rate in BAND_FMRS)
+        y = math.log10(min(1.0, max(1e-12, fmr)))
+        i = sum(1 for x, _ in edges[1:-1] if y >= x)
+        (x0, s0), (x1, s1) = edges[i], edges[i + 1]
+        return float(s0 + (s1 - s0) * (y - x0) / (x1 - x0))
+
     def expected_false_leads(self, similarity: float, gallery_size: int) -> float:
         """How many strangers a search of ``gallery_size`` faces is expected to return at
         ``similarity`` or above: each face of the gallery is one impostor comparison, so
@@ -264,12 +273,15 @@ class Match:
     page_url: str | None = None  # the page the photo was found on, when a source said
     uri: str = ""  # the photo itself (path or URL); ``photo`` is page_url or else this
     also_at: tuple[str, ...] = ()  # where near-duplicates of the photo were found
+    # strangers a search of this gallery is expected to return at this similarity or above
+    expected_false_leads: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "face_id": self.face_id,
             "similarity": round(self.similarity, 4),
             "band": self.band.value if self.band else None,
+            "expected_false_leads": _sig(self.expected_false_leads),
             "photo": self.photo,
             "page_url": self.page_url,
             "uri": self.uri,
@@ -297,9 +309,20 @@ class SearchResult:
 
     faces: tuple[ProbeFace, ...]
     probe_sha256: str = ""
+    gallery_faces: int = 0  # faces searched
+    min_similarity: float = 0.0  # the floor this search applied (it rises with the gallery)
 
     def to_json(self) -> dict[str, Any]:
-        return {"faces": [f.to_json() for f in self.faces]}
+        return {
+            "gallery_faces": self.gallery_faces,
+            "min_similarity": round(self.min_similarity, 4),
+            "faces": [f.to_json() for f in self.faces],
+        }
+
+
+def _sig(value: float | None) -> float | None:
+    """Three significant figures: an expectation, not a measurement."""
+    return None if value is None else float(f"{value:.3g}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,8 @@ def search(
     state.metrics.searches.inc()
     return {
         "probe_sha256": result.probe_sha256,
+        "gallery_faces": result.gallery_faces,
+        "min_similarity": round(result.min_similarity, 4),
         "faces": [
             {
                 "box": face.box.as_list(),

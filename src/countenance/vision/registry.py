@@ -57,7 +57,6 @@ class Package:
     licence: str
     training_data: str
     files: tuple[ModelFile, ...]
-    tarball_sha256: str | None = None  # of the npm pack tarball, when known
 
     @property
     def folder(self) -> str:
@@ -77,7 +76,6 @@ PACKAGES: dict[str, Package] = {
         version="0.0.1",
         licence="MIT (the package's LICENSE, which covers its model files)",
         training_data="not documented by the package: the training data of its models is unknown",
-        tarball_sha256="7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041f260ec1ba",
         files=(
             ModelFile(
                 "model/fr_detect.onnx",

@@ -163,6 +163,8 @@ def search(
         purpose=purpose,
         case=case,
         sources=sources,
+        gallery_faces=result.get("gallery_faces", 0),
+        min_similarity=result.get("min_similarity"),
     )
 
 
