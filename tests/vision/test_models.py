@@ -93,7 +93,7 @@ def test_a_tampered_file_is_refused_and_the_installed_models_stay(tmp_path: Path
     store = ModelStore(tmp_path / "models")
     store.install("faceplugin", tarball=repack(source, tmp_path / "good.tgz"))
     bad = repack(source, tmp_path / "bad.tgz", tamper="model/fr_feature.onnx")
-    with pytest.raises(ModelMissing, match="fr_feature.onnx does not match"):
+    with pytest.raises(ModelMissing, match=r"fr_feature\.onnx does not match"):
         store.install("faceplugin", tarball=bad)
     assert sorted(p.name for p in store.root.iterdir()) == [FACEPLUGIN.folder]
     for f in FACEPLUGIN.files:  # the good install is whole
