@@ -72,8 +72,15 @@ class Settings:
     model_threads: int = _setting(
         0, "CPU threads per ONNX model session; 0: ONNX Runtime's choice (one per core)."
     )
-    detector: str = _setting("hog", "Face detector: hog (fast) or cnn (dlib MMOD, slower).")
-    cnn_fallback: bool = _setting(True, "Run the CNN detector on a photo where HOG finds no face.")
+    detector: str = _setting(
+        "auto",
+        "Face detector: auto (the model pipeline's own: rfb320 for faceplugin, hog for dlib),"
+        " rfb320 (ONNX, finds small and turned faces), hog (dlib, frontal) or cnn (dlib MMOD,"
+        " slow).",
+    )
+    cnn_fallback: bool = _setting(
+        True, "Run dlib's CNN detector on a photo where the first detector finds no face."
+    )
     detect_max_side: int = _setting(
         1600, "Photos are downscaled so their longest side is at most this for detection."
     )

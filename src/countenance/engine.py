@@ -49,6 +49,7 @@ from countenance.index import open_index
 from countenance.ingest import worker_count
 from countenance.ingestion import ProgressCallback, run_ingest, suppressed
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
+from countenance.reembed import Guard, SwitchReport
 from countenance.scoring import Bands, bands_for
 from countenance.sources.http import Fetcher
 from countenance.sources.opener import open_path
@@ -104,8 +105,11 @@ class Engine:
             pipeline.space if pipeline else space_of(settings.model, settings)
         )
         self.bands: Bands = bands_for(self.space)
+        if self.catalog.current_space() != self.space:
+            self.catalog.activate(self.space)  # a new store: its first space is its own
         self.index, self.repair = self._open_index()
         self._templates = self.catalog.suppression_templates(self.space)[1:]
+        self.guard = Guard(self)
         self.retention_run()
 
     # lifecycle -----------------------------------------------------------------------------
@@ -144,35 +148,45 @@ class Engine:
             log.info("this store uses model %s (not %s)", chosen.model, settings.model)
         return chosen
 
-    def use_model(self, name: str, *, actor: str | None = None) -> EmbeddingSpace:
-        """Make pipeline ``name`` this store's model; returns its space. Audited.
+    def use_model(
+        self,
+        name: str,
+        *,
+        actor: str | None = None,
+        allow_missing: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> SwitchReport:
+        """Make pipeline ``name`` this store's model: re-embed every stored face into its
+        space while searches keep answering in the old one, then switch (audited). Resumable;
+        see :mod:`countenance.reembed`.
 
-        A store that holds faces in another space is refused: re-embedding them on a switch
-        is not built yet, and vectors of two spaces are never compared."""
-        settings = self.settings.replace(model=name)
-        target = space_of(name, settings)
-        if target == self.space:
-            return target
-        held = self.catalog.live_face_ids(self.space).size
-        if held:
-            raise InvalidArgument(
-                f"{self.data_dir} holds {held} faces in {self.space.key}; switching a store"
-                f" that holds faces to {name} needs them re-embedded, which is not built yet:"
-                " ingest into a new data directory with --model instead"
-            )
-        with self._writer_lock():
-            self.catalog.space_id(target)  # the newest space of an empty store is its own
-            self.audit.append(
-                actor=actor or _os_user(),
-                action="model",
-                details={"op": "use", "model": name, "space": target.key},
-            )
+        Example: ``db.use_model("faceplugin", actor="admin")``.
+        """
+        from countenance.reembed import switch
+        from countenance.vision.registry import pipeline_spec
+
+        pipeline_spec(name)
+        return switch(
+            self, name, actor=actor or _os_user(), allow_missing=allow_missing, progress=progress
+        )
+
+    def _adopt(
+        self,
+        settings: Settings,
+        space: EmbeddingSpace,
+        pipeline: FacePipeline,
+        index: VectorIndex,
+    ) -> None:
+        """Take the space a switch completed: its settings, pipeline and index; the old
+        space's index files go (its faces are gone from the catalog)."""
+        old = self.space
+        self.settings, self.space, self.bands = settings, space, bands_for(space)
+        self._pipeline, self.index = pipeline, index
         self._save_index()
-        self.settings, self.space, self.bands = settings, target, bands_for(target)
-        self._pipeline = None
-        self.index, self.repair = self._open_index()
+        for path in self._index_dir().glob(f"{old.key}.*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         self._templates = self.catalog.suppression_templates(self.space)[1:]
-        return target
+        self.guard.refresh()
 
     # sources -------------------------------------------------------------------------------
 
@@ -404,6 +418,9 @@ class Engine:
         matches = self._search_vectors(vectors, k, floor)
         if len(self._templates[0]):
             matches = self._hide_suppressed(vectors, matches)
+        if self.guard:  # an erased person's template from before a model switch
+            blocked = self.guard.blocked(rgb, [f.detected.box for f in faces])
+            matches = [[] if blocked[q] else per for q, per in enumerate(matches)]
         self.audit.append(
             actor=actor,
             action="search",
@@ -555,10 +572,10 @@ class Engine:
     def _index_dir(self) -> Path:
         return self.data_dir / "index"
 
-    def _new_index(self) -> VectorIndex:
+    def _new_index(self, space: EmbeddingSpace | None = None) -> VectorIndex:
         return open_index(
             self.settings.index_backend,
-            self.space,
+            space or self.space,
             self._index_dir(),
             approx_threshold=self.settings.approx_threshold,
             ivfpq_threshold=self.settings.ivfpq_threshold,
@@ -568,25 +585,32 @@ class Engine:
         )
 
     def _open_index(self) -> tuple[VectorIndex, RepairReport]:
-        """Open the index and make it agree with the catalog (crash recovery)."""
+        return self._repaired_index(self.space)
+
+    def _index_for(self, space: EmbeddingSpace) -> VectorIndex:
+        """The index of ``space`` (one a switch is building), agreeing with the catalog."""
+        return self._repaired_index(space)[0]
+
+    def _repaired_index(self, space: EmbeddingSpace) -> tuple[VectorIndex, RepairReport]:
+        """Open the index of ``space`` and make it agree with the catalog (crash recovery)."""
         self._index_dir().mkdir(parents=True, exist_ok=True)
         rebuilt = False
         try:
-            index = self._new_index()
+            index = self._new_index(space)
         except BackendError as exc:
             log.warning("vector index unreadable (%s); rebuilding it from the catalog", exc)
-            for old in self._index_dir().glob(f"{self.space.key}.*"):
+            for old in self._index_dir().glob(f"{space.key}.*"):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
-            index = self._new_index()
+            index = self._new_index(space)
             rebuilt = True
-        live = self.catalog.live_face_ids(self.space)
+        live = self.catalog.live_face_ids(space)
         held = index.ids()
         extra: Ids = np.setdiff1d(held, live, assume_unique=True)
         missing: Ids = np.setdiff1d(live, held, assume_unique=True)
         if extra.size:
             index.remove(extra)
         if missing.size:
-            for ids, vectors in self.catalog.embeddings(self.space, ids=missing):
+            for ids, vectors in self.catalog.embeddings(space, ids=missing):
                 index.add(ids, vectors)
         if extra.size or missing.size:
             log.info("index repaired: %d added, %d removed", missing.size, extra.size)

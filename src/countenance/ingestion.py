@@ -7,6 +7,7 @@ The engine calls :func:`run_ingest` with itself, under its writer lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ class _Pending:
     size: int
     jurisdiction: str | None = None
     signature: Signature | None = None
+    data: bytes | None = None  # kept only where an older space's templates must screen it
 
 
 class _BatchHashes:
@@ -82,6 +84,7 @@ def run_ingest(
     summary = IngestSummary(source=info.name, seen=len(items))
     excluded = [e["code"] for e in engine.catalog.exclusions()]
     engine._templates = engine.catalog.suppression_templates(engine.space)[1:]
+    engine.guard.refresh()
     done = 0
     last_save = time.monotonic()
     assert info.id is not None
@@ -162,6 +165,8 @@ def run_ingest(
                     deferred.append((pending, in_flight, item))
                     continue
                 batch.add(h, digest)
+            if engine.guard:
+                pending = dataclasses.replace(pending, data=data)
             yield pending, (data, name)
 
     def local() -> PhotoAnalyser:
@@ -207,6 +212,11 @@ def _store(
         return
     faces = analysis.faces
     blocked = suppressed(engine, [f.embedding for f in faces if f.embedding is not None])
+    if engine.guard and pending.data is not None and len(blocked):
+        # templates of a space the store switched away from: the old model judges the face
+        rgb = imaging.decode(pending.data, max_pixels=engine.settings.max_pixels).rgb
+        boxes = [f.box for f in faces if f.embedding is not None]
+        blocked |= engine.guard.blocked(rgb, boxes)
     if blocked.any():
         # faces of an erased or opted-out person are refused: nothing of them is kept
         embedded = iter(blocked)

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from countenance.config import Settings
 from countenance.types import Box, DetectedFace, Landmarks5
-from countenance.vision.registry import dlib_space
+from countenance.vision.registry import dlib_space, space_of
 
 FAKE_SPACE = dlib_space(1)  # banded like dlib
+
+
+def _points(box: Box) -> Landmarks5:
+    cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+    return Landmarks5(((cx - 10, cy), (cx - 5, cy), (cx + 10, cy), (cx + 5, cy), (cx, cy + 8)))
 
 
 class FakeDetector:
@@ -25,9 +31,16 @@ class FakeDetector:
             return []
         ys, xs = np.nonzero(mask)
         box = Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-        cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
-        points = ((cx - 10, cy), (cx - 5, cy), (cx + 10, cy), (cx + 5, cy), (cx, cy + 8))
-        return [DetectedFace(box, 1.0, self.name, Landmarks5(points))]
+        return [DetectedFace(box, 1.0, self.name, _points(box))]
+
+
+class FakeLandmarker:
+    """Landmarks placed on any box the way the fake detector places them."""
+
+    scheme = "dlib5"
+
+    def landmarks(self, rgb: np.ndarray, boxes: list[Box]) -> list[Landmarks5]:
+        return [_points(b) for b in boxes]
 
 
 class FakeEmbedder:
@@ -53,10 +66,23 @@ class FakeEmbedder:
         return np.asarray(out, dtype=np.float32).reshape(-1, self.space.dim)
 
 
-def fake_pipeline():  # type: ignore[no-untyped-def]
+class FakeWideEmbedder(FakeEmbedder):
+    """The fake embedder in the default model's space (another space than FakeEmbedder's):
+    a store can switch between the two."""
+
+    space = space_of("faceplugin", Settings())
+
+
+def fake_pipeline(embedder: FakeEmbedder | None = None):  # type: ignore[no-untyped-def]
     from countenance.vision.pipeline import FacePipeline
 
-    return FacePipeline(FakeDetector(), FakeEmbedder(), min_face_px=20, min_sharpness=0.0)
+    return FacePipeline(
+        FakeDetector(),
+        embedder or FakeEmbedder(),
+        landmarker=FakeLandmarker(),
+        min_face_px=20,
+        min_sharpness=0.0,
+    )
 
 
 def block_photo(colour: tuple[int, int, int] | None, size: int = 120) -> bytes:

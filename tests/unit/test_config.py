@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert s.workers == 0
     assert s.top == 10
     assert s.cnn_fallback is True
-    assert s.detector == "hog"
+    assert s.detector == "auto"
     assert s.max_file_bytes == 64 * 1024 * 1024
 
 

@@ -21,8 +21,9 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from countenance.config import Settings
-from countenance.errors import BackendError
+from countenance.errors import BackendError, InvalidArgument
 from countenance.ports import RGB
+from countenance.types import Box
 from countenance.vision.pipeline import AnalysedFace, FacePipeline
 
 _worker: FacePipeline | None = None
@@ -81,7 +82,9 @@ class PooledPipeline(FacePipeline):
                 "a face analysis worker died (out of memory?); try the search again"
             ) from None
 
-    def analyse(self, rgb: RGB) -> list[AnalysedFace]:
+    def analyse(self, rgb: RGB, boxes: list[Box] | None = None) -> list[AnalysedFace]:
+        if boxes is not None:  # stored boxes (a model switch) are not a server's work
+            raise InvalidArgument("the server's analysis pool detects faces itself")
         result: list[AnalysedFace] = self._run(_analyse, rgb)
         return result
 

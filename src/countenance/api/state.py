@@ -35,6 +35,7 @@ from countenance.config import Settings
 from countenance.engine import Engine
 from countenance.errors import RateLimited
 from countenance.ports import RGB, Ids, VectorIndex, Vectors
+from countenance.types import Box
 from countenance.vision.pipeline import AnalysedFace, FacePipeline
 
 
@@ -49,9 +50,9 @@ class SerialPipeline(FacePipeline):
         with self._lock:
             return super().detect(rgb)
 
-    def analyse(self, rgb: RGB) -> list[AnalysedFace]:
+    def analyse(self, rgb: RGB, boxes: list[Box] | None = None) -> list[AnalysedFace]:
         with self._lock:
-            return super().analyse(rgb)
+            return super().analyse(rgb, boxes)
 
 
 class LockedIndex:

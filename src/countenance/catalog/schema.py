@@ -63,6 +63,9 @@ spaces = sa.Table(
     sa.Column("version", sa.String(40), nullable=False),
     sa.Column("dim", sa.Integer, nullable=False),
     sa.Column("metric", sa.String(20), nullable=False),
+    # active: the space searches use (one at a time); building: being filled by a model
+    # switch (countenance models use); NULL: neither (migration 7)
+    sa.Column("state", sa.String(10)),
     sa.UniqueConstraint("model", "version", "dim", "metric", name="uq_spaces"),
 )
 
@@ -318,6 +321,10 @@ def _v6_collect(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[fetch_cache])
 
 
+def _v7_space_state(conn: sa.Connection) -> None:
+    _add_columns(conn, spaces, "state")
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
@@ -328,6 +335,7 @@ MIGRATIONS: list[Migration] = [
     (4, "jurisdictions, exclusions, suppressions, minors", _v4_governance),
     (5, "api keys", _v5_api_keys),
     (6, "photo provenance, perceptual hashes, near-duplicates, fetch cache", _v6_collect),
+    (7, "the active space, and one being built by a model switch", _v7_space_state),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -19,6 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
+from countenance.catalog import spaces
 from countenance.catalog.collect import photo_extras
 from countenance.catalog.governance import GovernanceCatalog, as_utc, iso_utc
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
@@ -260,22 +261,14 @@ class SqlCatalog(GovernanceCatalog):
         return int(found)
 
     def current_space(self) -> EmbeddingSpace | None:
-        """The space the store is in: the one holding the most live faces, else the space
-        registered last (a store chosen for a model before any face was stored)."""
-        f, t = s.faces, s.spaces
-        live = sa.func.count(f.c.id).filter(f.c.skip_reason.is_(None), f.c.embedding.is_not(None))
-        query = (
-            sa.select(t.c.model, t.c.version, t.c.dim, t.c.metric)
-            .select_from(t.outerjoin(f, f.c.space_id == t.c.id))
-            .group_by(t.c.id, t.c.model, t.c.version, t.c.dim, t.c.metric)
-            .order_by(live.desc(), t.c.id.desc())
-            .limit(1)
-        )
-        with self._db.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        return EmbeddingSpace(row.model, row.version, row.dim, Metric(row.metric))
+        """The space searches use (see :func:`countenance.catalog.spaces.active_space`)."""
+        return spaces.active_space(self._db)
+
+    def activate(self, space: EmbeddingSpace) -> None:
+        """Mark ``space`` the one searches use (a new store's, or after a switch)."""
+        space_id = self.space_id(space)
+        with self._db.begin() as conn:
+            spaces.mark(conn, space_id, spaces.ACTIVE)
 
     def spaces(self) -> list[EmbeddingSpace]:
         with self._db.connect() as conn:
@@ -337,25 +330,7 @@ class SqlCatalog(GovernanceCatalog):
                         raise InvalidArgument(
                             f"embedding of shape {face.embedding.shape} is not in {space.key}"
                         )
-                    row = {
-                        "photo_id": photo_id,
-                        "space_id": space_id,
-                        "x1": face.box.x1,
-                        "y1": face.box.y1,
-                        "x2": face.box.x2,
-                        "y2": face.box.y2,
-                        "landmarks": face.landmarks.as_list() if face.landmarks else None,
-                        "detector": face.detector,
-                        "det_score": face.det_score,
-                        "quality": face.quality,
-                        "sharpness": face.sharpness,
-                        "skip_reason": face.skip_reason,
-                        "embedding": None
-                        if face.embedding is None
-                        else np.asarray(face.embedding, dtype="<f4").tobytes(),
-                        "created_at": now,
-                        "expires_at": values["expires_at"],
-                    }
+                    row = spaces.face_row(photo_id, space_id, face, now, values["expires_at"])
                     s.check_text(s.faces, row)
                     face_id = _pk(conn.execute(s.faces.insert().values(**row)))
                     if face.skip_reason is None and face.embedding is not None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from countenance.cli.common import Context, pass_ctx, print_json, stderr, stdout
-from countenance.errors import InvalidArgument
+from countenance.cli.common import Context, pass_ctx, print_json, progress_bar, stderr, stdout
+from countenance.errors import CountenanceError, InvalidArgument
 
 if TYPE_CHECKING:
     from countenance.vision.models import ModelStore
@@ -145,13 +145,33 @@ def _verified(store: ModelStore, name: str) -> bool:
 @models.command("use")
 @click.argument("name")
 @click.option("--actor", help="Who switches (audited); default: the operating-system user.")
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Finish even if some photos can no longer be read: their faces are left out.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def use(ctx: Context, name: str, actor: str | None) -> None:
-    """Make NAME the store's face model (audited). A store holding faces in another model's
-    space is refused for now: re-embedding on a switch is not built yet, and two spaces are
-    never compared."""
-    space = ctx.engine.use_model(name, actor=actor)
-    stdout.print(f"{ctx.settings.data_dir}: model {name} ({space.key})")
+def use(ctx: Context, name: str, actor: str | None, allow_missing: bool, as_json: bool) -> None:
+    """Make NAME the store's face model. Every stored face is re-embedded into NAME's space
+    while searches keep answering in the old one; the switch happens when the new space is
+    complete (audited). Killed, it resumes where it stopped when run again."""
+    with progress_bar(f"re-embedding into {name}") as bar:
+        report = ctx.engine.use_model(name, actor=actor, allow_missing=allow_missing, progress=bar)
+    if as_json:
+        print_json(report.to_json())
+    elif report.complete:
+        stdout.print(
+            f"model {name} ({report.space}): {report.faces} faces in {report.photos} photos"
+            f" re-embedded, {report.suppressed} refused as suppressed"
+        )
+    for missing in report.missing[:20]:
+        stderr.print(f"unreadable: {missing['message']}", markup=False, highlight=False)
+    if not report.complete:
+        raise CountenanceError(
+            f"{len(report.missing)} photos could not be read: the store still answers in its"
+            " old model. Bring them back and run this again, or pass --allow-missing"
+        )
 
 
 COMMANDS = [models]

@@ -104,6 +104,19 @@ def _to_box(rect: Any, scale: float, width: int, height: int) -> Box:
     ).clip(width, height)
 
 
+class DlibLandmarker:
+    """dlib's 5-point shape predictor on given boxes (a model switch re-embeds stored faces
+    at their boxes, whichever detector found them)."""
+
+    scheme = "dlib5"
+
+    def __init__(self, models: DlibModels) -> None:
+        self._models = models
+
+    def landmarks(self, rgb: RGB, boxes: list[Box]) -> list[Landmarks5]:
+        return [_landmarks(self._models, rgb, box) for box in boxes]
+
+
 class HogDetector:
     """dlib's HOG + linear SVM frontal detector with 5-point landmarks.
 
@@ -226,15 +239,16 @@ def dlib_pipeline(settings: Settings, store: ModelStore) -> FacePipeline:
     if settings.detector == "cnn":
         primary: Detector = cnn
         fallback: Detector | None = None
-    elif settings.detector == "hog":
+    elif settings.detector in ("hog", "auto"):
         primary = HogDetector(models, max_side=settings.detect_max_side)
         fallback = cnn if settings.cnn_fallback else None
     else:
-        raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog or cnn")
+        raise InvalidArgument(f"unknown detector {settings.detector!r} for dlib: use hog or cnn")
     return FacePipeline(
         primary,
         DlibEmbedder(models, views=settings.embed_views),
         fallback=fallback,
+        landmarker=DlibLandmarker(models),
         min_face_px=settings.min_face_px,
         min_sharpness=settings.min_sharpness,
         age_estimator=load_age_estimator(settings, store, default=None),

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from countenance.config import Settings
+from countenance.errors import InvalidArgument
 from countenance.ports import RGB, AgeEstimator, Detector, Embedder, Landmarker, Vectors
-from countenance.types import DetectedFace, EmbeddingSpace, Quality
+from countenance.types import Box, DetectedFace, EmbeddingSpace, Quality
 from countenance.vision import quality as quality_mod
 
 if TYPE_CHECKING:
@@ -71,6 +72,12 @@ class FacePipeline:
 
         return load_pipeline(settings.model, settings)
 
+    def _at(self, rgb: RGB, boxes: list[Box]) -> list[DetectedFace]:
+        if self.landmarker is None:
+            raise InvalidArgument("this pipeline places no landmarks on given boxes")
+        marks = self.landmarker.landmarks(rgb, boxes) if boxes else []
+        return [DetectedFace(b, 1.0, "stored", m) for b, m in zip(boxes, marks, strict=True)]
+
     def detect(self, rgb: RGB) -> list[DetectedFace]:
         """Faces in the photo: those wholly inside it first, each group largest first.
 
@@ -85,14 +92,20 @@ class FacePipeline:
             if any(f.box.is_whole(width, height) for f in found) or not faces:
                 faces = found
         faces = sorted(faces, key=lambda f: f.box.principal_key(width, height), reverse=True)
-        if self.landmarker is not None and faces:
-            marks = self.landmarker.landmarks(rgb, [f.box for f in faces])
-            faces = [dataclasses.replace(f, landmarks=m) for f, m in zip(faces, marks, strict=True)]
+        scheme = self.embedder.scheme
+        redo = [
+            i for i, f in enumerate(faces) if f.landmarks is None or f.landmarks.scheme != scheme
+        ]
+        if self.landmarker is not None and redo:
+            marks = self.landmarker.landmarks(rgb, [faces[i].box for i in redo])
+            for i, m in zip(redo, marks, strict=True):
+                faces[i] = dataclasses.replace(faces[i], landmarks=m)
         return faces
 
-    def analyse(self, rgb: RGB) -> list[AnalysedFace]:
-        """Every face: detected, quality-checked, and embedded when it passes."""
-        faces = self.detect(rgb)
+    def analyse(self, rgb: RGB, boxes: list[Box] | None = None) -> list[AnalysedFace]:
+        """Every face: detected (or the given ``boxes``, in their order: a model switch
+        re-embeds stored faces), quality-checked, and embedded when it passes."""
+        faces = self.detect(rgb) if boxes is None else self._at(rgb, boxes)
         chips = self.embedder.align(rgb, faces)
         qualities = [
             quality_mod.assess(

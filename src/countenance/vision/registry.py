@@ -235,7 +235,7 @@ PIPELINES: dict[str, PipelineSpec] = {
     ),
     "faceplugin": PipelineSpec(
         name="faceplugin",
-        summary="faceplugin ONNX: face detector, 68->5 landmarks, ArcFace-style 512-d"
+        summary="faceplugin ONNX: RFB-320 detector (dlib CNN fallback), 68->5 landmarks, 512-d"
         " (+ mirror), SSR-Net age",
         space=FACEPLUGIN_SPACE,
         packages=("faceplugin", "dlib"),

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 
 def faceplugin_pipeline(settings: Settings, store: ModelStore) -> FacePipeline:
-    """faceplugin's models: faces found by ``settings.detector`` (``hog``: dlib's HOG with
-    its CNN as the fallback, ``cnn``, or ``rfb320``), five ArcFace points from the 68 of
-    ``fr_landmark``, ``fr_feature`` embeddings of the aligned face and its mirror image, and
-    SSR-Net ages (``age_estimator=auto``)."""
+    """faceplugin's models: faces found by ``fr_detect`` (RFB-320, ``detector=auto``) with
+    dlib's CNN as the fallback where it finds no whole face, five ArcFace points from the 68
+    of ``fr_landmark``, ``fr_feature`` embeddings of the aligned face and its mirror image,
+    and SSR-Net ages (``age_estimator=auto``). ``detector=hog`` or ``cnn`` use dlib's."""
     primary, fallback = _detectors(settings, store)
     landmarker: Landmarker = COMPONENTS["fr_landmark"].load(settings, store)
     embedder: Embedder = COMPONENTS["fr_feature"].load(settings, store)
@@ -45,15 +45,17 @@ def faceplugin_pipeline(settings: Settings, store: ModelStore) -> FacePipeline:
 
 
 def _detectors(settings: Settings, store: ModelStore) -> tuple[Detector, Detector | None]:
-    if settings.detector == "rfb320":
-        return COMPONENTS["rfb320"].load(settings, store), None
+    """The first detector and the fallback that runs where it finds no whole face."""
+    name = "rfb320" if settings.detector == "auto" else settings.detector
+    if name not in ("rfb320", "hog", "cnn"):
+        raise InvalidArgument(f"unknown detector {name!r}: use auto, rfb320, hog or cnn")
     from countenance.vision.dlib_models import CnnDetector, DlibModels, HogDetector
 
     models = DlibModels.load(store)
     cnn = CnnDetector(models, max_side=settings.cnn_max_side)
-    if settings.detector == "cnn":
+    fallback = cnn if settings.cnn_fallback else None
+    if name == "rfb320":
+        return COMPONENTS["rfb320"].load(settings, store), fallback
+    if name == "cnn":
         return cnn, None
-    if settings.detector == "hog":
-        hog = HogDetector(models, max_side=settings.detect_max_side)
-        return hog, (cnn if settings.cnn_fallback else None)
-    raise InvalidArgument(f"unknown detector {settings.detector!r}: use hog, cnn or rfb320")
+    return HogDetector(models, max_side=settings.detect_max_side), fallback
