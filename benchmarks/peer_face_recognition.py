@@ -28,7 +28,7 @@ from _descriptors import CACHE_DIR, Synthesiser, fit_model, log, real_descriptor
 
 from countenance.config import Settings
 from countenance.index.faiss import FaissIndex
-from countenance.vision.dlib_models import dlib_space
+from countenance.vision.registry import dlib_space
 
 
 def face_distance(face_encodings: np.ndarray, face_to_compare: np.ndarray) -> np.ndarray:

@@ -70,7 +70,7 @@ from countenance.index.faiss_layouts import HnswLayout, choose_nlist, rabitq_cod
 from countenance.index.vectorfile import VectorFile
 from countenance.scoring import bands_for
 from countenance.types import EmbeddingSpace
-from countenance.vision.dlib_models import dlib_space
+from countenance.vision.registry import dlib_space
 
 KINDS = ("exact", "faiss-hnsw", "faiss-ivfpq")
 LAYOUT = {"exact": "flat", "faiss-hnsw": "hnsw", "faiss-ivfpq": "ivfpq"}
