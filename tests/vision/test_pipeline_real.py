@@ -11,8 +11,9 @@ from PIL import Image
 
 from countenance.vision.registry import dlib_space
 
-DLIB_SPACE = dlib_space(4)
 from tests.conftest import need_faces, rgb_of
+
+DLIB_SPACE = dlib_space(4)
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import click
 from rich.table import Table
 
 from countenance.catalog.schema import LAWFUL_BASES
-from countenance.cli import governance, server
+from countenance.cli import governance, models, server
 from countenance.cli.common import (
     Context,
     pass_ctx,
@@ -352,16 +352,21 @@ def search(
     if as_json:
         print_json(result.to_json())
         return
+    stderr.print(
+        f"searched {result.gallery_faces:,} faces; leads need similarity"
+        f" {result.min_similarity:.3f} or more (strangers expected: gallery x false-match rate)"
+    )
     for n, face in enumerate(result.faces, 1):
         stdout.print(f"[bold]face {n}[/] at {face.box.as_list()}: {len(face.matches)} leads")
         if not face.matches:
             continue
-        table = Table("similarity", "band", "photo", "source", "box")
-        table.columns[2].overflow = "fold"
+        table = Table("similarity", "band", "strangers expected", "photo", "source", "box")
+        table.columns[3].overflow = "fold"
         for m in face.matches:
             table.add_row(
                 f"{m.similarity:.3f}",
                 m.band.value if m.band else "-",
+                f"{m.expected_false_leads:.2g}" if m.expected_false_leads is not None else "-",
                 m.photo,
                 m.source,
                 str(m.box.as_list()),
@@ -416,53 +421,152 @@ def eval_group() -> None:
     """Measure accuracy on your own labelled photos (temporary store, real pipeline)."""
 
 
+_MODEL_OPTION = click.option(
+    "--model",
+    "model_names",
+    multiple=True,
+    metavar="NAME",
+    help="Face model to evaluate; repeat to compare models on the same photos, each in its "
+    "own temporary store. Default: the model setting.",
+)
+
+
+def _each_model(ctx: Context, model_names: tuple[str, ...], evaluate: Any) -> list[dict[str, Any]]:
+    """``evaluate(settings, progress)`` once per model, with a progress bar per stage."""
+    from countenance.vision.registry import pipeline_spec
+
+    for name in model_names:
+        pipeline_spec(name)  # an unknown name fails now, not after the models before it
+    settings = [ctx.settings.replace(model=m) for m in model_names] or [ctx.settings]
+    reports = []
+    with staged_progress() as stage:
+        for s in settings:
+            named = stage if len(settings) == 1 else (lambda n, m=s.model: stage(f"{m}: {n}"))
+            reports.append(evaluate(s, named))
+    return reports
+
+
 @eval_group.command("pairs")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_MODEL_OPTION
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the DET curves (FNMR against FMR) of every model to this PNG file.",
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="0 = one per core.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: a report, a list of them for 2+ models."
+)
 @pass_ctx
-def eval_pairs_cmd(ctx: Context, directory: Path, workers: int, as_json: bool) -> None:
-    """Verification accuracy on DIRECTORY in LFW layout with pairs.txt (k-fold protocol)."""
+def eval_pairs_cmd(
+    ctx: Context,
+    directory: Path,
+    model_names: tuple[str, ...],
+    plot: Path | None,
+    workers: int,
+    as_json: bool,
+) -> None:
+    """Verification accuracy on DIRECTORY in LFW layout with pairs.txt (k-fold protocol), and
+    TAR at FAR 1e-3, 1e-4, 1e-5 over every pair of its photos (all of manifest.csv if any)."""
     from countenance.evaluation import eval_pairs
 
-    with staged_progress() as stage:
-        report = eval_pairs(directory, ctx.settings, workers=workers, progress=stage)
-    if as_json:
-        print_json(report)
-        return
-    stdout.print(
-        f"accuracy {report['accuracy_mean']:.4f} ± {report['accuracy_std']:.4f} over "
-        f"{report['n_pairs']} pairs; TAR@FAR=1e-3 {report['tar_at_far_1e-3']:.4f}; "
-        f"{report['n_no_face']} pairs with a photo where no face was found"
+    if plot:
+        from countenance import plots
+
+        plots.require()
+    reports = _each_model(
+        ctx,
+        model_names,
+        lambda settings, progress: eval_pairs(
+            directory, settings, workers=workers, progress=progress
+        ),
     )
+    if plot:
+        first = reports[0]
+        plots.det_plot(
+            [plots.Curve(r["model"], r["det"]["fmr"], r["det"]["fnmr"]) for r in reports],
+            plot,
+            title=f"DET on {directory.resolve().name}: {first['n_genuine_pairs']:,} genuine and "
+            f"{first['n_impostor_pairs']:,} impostor pairs ({first['n_images']:,} photos)",
+        )
+        stderr.print(f"DET curves written to {plot}")
+    if as_json:
+        print_json(reports[0] if len(reports) == 1 else reports)
+        return
+    for r in reports:
+        tars = ", ".join(f"{far} {r[f'tar_at_far_{far}']}" for far in ("1e-3", "1e-4", "1e-5"))
+        stdout.print(
+            f"{r['model']}: accuracy {r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f} over "
+            f"{r['n_pairs']} pairs; TAR at FAR {tars} over {r['n_genuine_pairs']:,} genuine "
+            f"and {r['n_impostor_pairs']:,} impostor pairs; {r['n_no_face']} pairs with a "
+            "photo where no face was found"
+        )
 
 
 @eval_group.command("identify")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_MODEL_OPTION
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw FNIR (rank 1) against FPIR of every model to this PNG file.",
+)
 @click.option("--workers", type=click.IntRange(min=0), default=0, help="0 = one per core.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Held-out identities.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: a report, a list of them for 2+ models."
+)
 @pass_ctx
 def eval_identify_cmd(
-    ctx: Context, directory: Path, workers: int, seed: int, as_json: bool
+    ctx: Context,
+    directory: Path,
+    model_names: tuple[str, ...],
+    plot: Path | None,
+    workers: int,
+    seed: int,
+    as_json: bool,
 ) -> None:
     """Identification (1:N) on DIRECTORY with manifest.csv (path,identity)."""
     from countenance.evaluation import eval_identify
 
-    with staged_progress() as stage:
-        report = eval_identify(directory, ctx.settings, workers=workers, seed=seed, progress=stage)
-    if as_json:
-        print_json(report)
-        return
-    stdout.print(
-        f"rank-1 {report['rank1']:.4f}, rank-10 {report['rank10']:.4f}, "
-        f"FNIR@FPIR=0.01 {report['fnir_at_fpir_0.01']:.4f} "
-        f"({report['n_mated']} mated, {report['n_nonmated']} non-mated searches, "
-        f"{report['n_no_face']} without a face)"
+    if plot:
+        from countenance import plots
+
+        plots.require()
+    reports = _each_model(
+        ctx,
+        model_names,
+        lambda settings, progress: eval_identify(
+            directory, settings, workers=workers, seed=seed, progress=progress
+        ),
     )
+    if plot:
+        first = reports[0]
+        plots.fpir_fnir_plot(
+            [
+                plots.Curve(r["model"], r["fpir_fnir"]["fpir"], r["fpir_fnir"]["fnir"])
+                for r in reports
+            ],
+            plot,
+            title=f"Identification on {directory.resolve().name}: {first['n_mated']:,} mated "
+            f"and {first['n_nonmated']:,} non-mated searches, "
+            f"{first['n_gallery_photos']:,} enrolled photos",
+        )
+        stderr.print(f"FNIR/FPIR curves written to {plot}")
+    if as_json:
+        print_json(reports[0] if len(reports) == 1 else reports)
+        return
+    for r in reports:
+        stdout.print(
+            f"{r['model']}: rank-1 {r['rank1']:.4f}, rank-10 {r['rank10']:.4f}, "
+            f"FNIR@FPIR=0.01 {r['fnir_at_fpir_0.01']:.4f} "
+            f"({r['n_mated']} mated, {r['n_nonmated']} non-mated searches, "
+            f"{r['n_no_face']} without a face)"
+        )
 
 
-for _command in [*governance.COMMANDS, *server.COMMANDS]:
+for _command in [*governance.COMMANDS, *server.COMMANDS, *models.COMMANDS]:
     cli.add_command(_command)
 
 
