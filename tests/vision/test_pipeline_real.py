@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from countenance.vision.registry import dlib_space
-
 from tests.conftest import need_faces, rgb_of
 
 DLIB_SPACE = dlib_space(4)
