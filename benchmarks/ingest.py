@@ -1,59 +1,228 @@
-"""Ingest throughput by worker count on real photos, side by side in one run.
+"""Ingest throughput of countenance's pipelines and of the face_recognition library, in one run.
 
-    python benchmarks/ingest.py --photos ../shared/faces/lfw --limit 600 --workers 1 2 --json
+    python benchmarks/ingest.py --photos ../shared/faces/lfw --limit 200 --workers 1 2 --json
 
-Prints one JSON row per worker count: photos/s, faces/s, and the speed-up over one worker.
-Each run ingests the same photos into a fresh temporary data directory.
+Rows, per worker count: each pipeline of ``--models`` (default ``faceplugin``, the default
+pipeline, and ``dlib`` with its ``embed_views`` setting, 4 unless COUNTENANCE_EMBED_VIEWS says
+otherwise) ingesting the photos through the engine into a fresh temporary data directory (the
+product path: read, hash, dedupe, detect, embed, quality, catalog, index, audit), and the peer:
+ageitgey/face_recognition's ``load_image_file`` + ``face_locations`` (HOG, upsample 1) +
+``face_encodings`` (1 jitter, the 5-point model) per photo, with its defaults, in a spawned
+process pool of the same size where workers > 1 (as countenance's ingest uses).
+
+The photos are a deterministic sample: every k-th of the sorted image files, k = files //
+limit. With one worker the models are loaded and run on the first photo before the clock
+starts (the peer's too); with more, both sides pay for starting the pool and loading the
+models in each worker. Whole runs cannot be interleaved, so each configuration runs in turn
+and the set is repeated ``--repeats`` times in alternating order (A B C, C B A, ...); a row's
+seconds are the median over repeats (``seconds_each`` lists them). Ratios are of photos/s
+against the dlib row and the peer row of the same worker count. ``cpu_s`` is the CPU time of
+the run in this process and its pool's processes (more than seconds x workers: more threads
+than workers were busy).
+Settings come from COUNTENANCE_* variables (e.g. COUNTENANCE_DEVICE=cuda, see benchmarks/gpu.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
+from countenance import imaging
 from countenance.config import Settings
 from countenance.engine import Engine
-from countenance.imaging import IMAGE_SUFFIXES
 from countenance.sources.folder import FileListSource
+from countenance.vision.onnx.runtime import Runtime
+
+PEER = "face_recognition"
+PEER_INSTALL = (
+    "the peer row needs the face_recognition library: .venv/bin/pip install --no-deps"
+    " face_recognition (its dlib comes from the dlib-bin wheel and its models from"
+    " face_recognition_models, both countenance dependencies); or pass --no-peer"
+)
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, results to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def image_files(folder: Path) -> list[Path]:
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in imaging.IMAGE_SUFFIXES
+    )
+    if not files:
+        sys.exit(f"no photos under {folder}: pass --photos DIR (e.g. ../shared/faces/lfw)")
+    return files
+
+
+def every_kth(files: list[Path], limit: int, offset: int = 0) -> tuple[list[Path], int]:
+    """Every k-th file from ``offset`` (k = len(files) // limit, at least 1), ``limit`` at most."""
+    k = max(1, len(files) // max(1, limit))
+    return files[offset::k][:limit], k
+
+
+def import_peer() -> Any:
+    """The face_recognition module, or exit saying how to install it."""
+    try:
+        import face_recognition
+    except ImportError as exc:
+        sys.exit(f"{PEER_INSTALL} ({exc})")
+    return face_recognition
+
+
+def peer_photo(path: str) -> Any:
+    """face_recognition's way through one photo, with its defaults: the encodings (128-d)."""
+    import face_recognition as fr
+
+    image = fr.load_image_file(path)
+    return fr.face_encodings(image, fr.face_locations(image))
+
+
+def peer_face_count(path: str) -> int:
+    return len(peer_photo(path))
+
+
+def peer_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=import_peer
+    )
+
+
+def cpu_seconds() -> float:
+    """User + system time of this process and of its children that have ended."""
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_engine(model: str, files: list[Path], workers: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.from_env(data_dir=Path(tmp), model=model, workers=workers)
+        with Engine(settings) as db:
+            db.add_source("bench", basis="legitimate_interest")
+            if workers == 1:  # models loaded and run once (a GPU tunes its kernels) first
+                db.pipeline.analyse(imaging.decode(files[0].read_bytes()).rgb)
+            cpu, started = cpu_seconds(), time.perf_counter()
+            summary = db.ingest(FileListSource(files), source="bench", workers=workers)
+            seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {
+        "photos": summary.photos,
+        "faces": summary.faces,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "near_duplicates": summary.near_duplicates,
+        "skipped_faces": sum(summary.skipped_faces.values()),
+        "bad_files": sum(summary.bad_files.values()),
+    }
+
+
+def run_peer(files: list[Path], workers: int) -> dict[str, Any]:
+    paths = [str(p) for p in files]
+    if workers == 1:
+        peer_photo(paths[0])
+    cpu, started = cpu_seconds(), time.perf_counter()
+    if workers == 1:
+        faces = sum(peer_face_count(p) for p in paths)
+    else:
+        with peer_pool(workers) as pool:
+            faces = sum(pool.map(peer_face_count, paths))
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {"photos": len(paths), "faces": faces, "seconds": seconds, "cpu_s": cpu}
+
+
+def label(model: str) -> str:
+    if model == "dlib":
+        return f"dlib ({Settings.from_env().embed_views} views)"
+    return model
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=Path("../shared/faces/lfw"))
-    parser.add_argument("--limit", type=int, default=600, help="photos to ingest per run")
+    parser.add_argument("--limit", type=int, default=200, help="photos ingested per run")
+    parser.add_argument("--models", nargs="+", default=["faceplugin", "dlib"])
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of the whole set")
+    parser.add_argument("--json", action="store_true", help="print compact JSON")
     args = parser.parse_args()
-    files = sorted(
-        p for p in args.photos.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )[: args.limit]
-    if not files:
-        sys.exit(f"no photos under {args.photos}")
+    if args.peer:
+        import_peer()
+    every = image_files(args.photos)
+    files, k = every_kth(every, args.limit)
+    configs = [(m, w) for w in args.workers for m in args.models]
+    configs += [(PEER, w) for w in args.workers] if args.peer else []
+    settings = Settings.from_env()
+    load_before = load_average()
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in configs}
+    for repeat in range(args.repeats):
+        for model, workers in configs if repeat % 2 == 0 else configs[::-1]:
+            log(f"run {repeat + 1}/{args.repeats}: {model}, {workers} worker(s)")
+            if model == PEER:
+                result = run_peer(files, workers)
+            else:
+                result = run_engine(model, files, workers)
+            log(f"  {result['seconds']:.1f} s, {result['faces']} faces")
+            results[(model, workers)].append(result)
     rows = []
-    for workers in args.workers:
-        with tempfile.TemporaryDirectory() as tmp, Engine(Settings(data_dir=Path(tmp))) as db:
-            db.add_source("bench", basis="legitimate_interest")
-            started = time.perf_counter()
-            summary = db.ingest(FileListSource(files), source="bench", workers=workers)
-            seconds = time.perf_counter() - started
+    for (model, workers), runs in results.items():
+        seconds = statistics.median(r["seconds"] for r in runs)
+        first = runs[0]
         rows.append(
             {
+                "pipeline": PEER if model == PEER else label(model),
                 "workers": workers,
-                "photos": summary.photos,
-                "faces": summary.faces,
+                **{k: v for k, v in first.items() if k not in ("seconds", "cpu_s")},
                 "seconds": round(seconds, 2),
-                "photos_per_s": round(summary.photos / seconds, 2),
-                "faces_per_s": round(summary.faces / seconds, 2),
+                "_seconds": seconds,
+                "seconds_each": [round(r["seconds"], 2) for r in runs],
+                "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 1),
+                "photos_per_s": round(first["photos"] / seconds, 3),
+                "faces_per_s": round(first["faces"] / seconds, 3),
             }
         )
-    base = rows[0]["photos_per_s"]
     for row in rows:
-        row["speedup_vs_first"] = round(row["photos_per_s"] / base, 2)
-    print(json.dumps(rows, indent=None if args.json else 2))
+        for key, name in (("dlib", "vs_dlib"), (PEER, "vs_peer")):
+            base = next(
+                (
+                    r
+                    for r in rows
+                    if r["pipeline"].startswith(key) and r["workers"] == row["workers"]
+                ),
+                None,
+            )
+            if base is not None and base is not row:  # the same photos: a ratio of seconds
+                row[name] = round(base["_seconds"] / row["_seconds"], 2)
+    for row in rows:
+        del row["_seconds"]
+    report = {
+        "benchmark": "ingest",
+        "photos": f"every k-th (k={k}) of {len(every)} sorted image files under {args.photos}:"
+        f" {len(files)} ({files[0].name} .. {files[-1].name})",
+        "order": f"each configuration in turn, the set {args.repeats}x in alternating order;"
+        " seconds: the median",
+        "device": settings.device,
+        "onnx_providers": list(Runtime.choose(settings.device).providers),
+        "model_threads": settings.model_threads,
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "rows": rows,
+    }
+    print(json.dumps(report, indent=None if args.json else 2))
 
 
 if __name__ == "__main__":

@@ -135,8 +135,8 @@ class Settings:
     )
     search_workers: int = _setting(
         1,
-        "Processes the server analyses probe photos in (dlib runs one analysis at a time per"
-        " process); 1: in the server process.",
+        "Processes the server analyses probe photos in (a pipeline runs one analysis at a time"
+        " per process); 1: in the server process.",
     )
     keep_probes: bool = _setting(
         False, "The server keeps uploaded probe photos in data_dir/probes (default: memory only)."

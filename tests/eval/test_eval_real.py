@@ -1,5 +1,5 @@
 """`countenance eval` on real labelled faces: the LFW protocol on a slice of its folds, and
-identification on the deepface set. The full runs are in the README; these check that the
+identification on the deepface set. The full runs are in docs/benchmarks.md; these check that the
 protocols run end to end through the engine and land where the model is known to be."""
 
 from __future__ import annotations
