@@ -101,6 +101,8 @@ class Engine:
         self._pipeline = pipeline
         if pipeline is None:
             self.settings = settings = self._store_settings(settings)
+        else:  # worker processes (ingest, the server's pool) load the same pipeline by name
+            self.settings = settings = settings_for(pipeline.space, settings) or settings
         self.space: EmbeddingSpace = (
             pipeline.space if pipeline else space_of(settings.model, settings)
         )
