@@ -109,6 +109,7 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
         "also_at",
         "source",
         "box",
+        "expected_false_leads",
     }
     assert [m["similarity"] for m in matches] == sorted(
         (m["similarity"] for m in matches), reverse=True
