@@ -17,7 +17,7 @@ mean and sample sd), and TAR at FAR 1e-3, 1e-4, 1e-5 over every pair of the 5,37
 fr_age's ages on every photo: percentiles and the share under 18 and under 23, a false-minor
 rate, since LFW's people are public adults.
 
-fr_feature takes ~55 ms a view on one core: a full run is ~35 minutes. Per-photo results
+fr_feature takes 55-90 ms a view on one core: a full run is 35-50 minutes. Per-photo results
 are cached in ``--cache``; with ``--budget-s`` a run stops in time, says ``"complete":
 false`` and the next run goes on where it stopped.
 """
