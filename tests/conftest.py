@@ -39,6 +39,20 @@ def need_faces(*parts: str) -> Path:
     return path
 
 
+def need_model(file: str) -> Path:
+    """An installed file of the default models' package (``model/fr_feature.onnx``), checked
+    against its sha256; missing, it fails under CI (make test installs it) and skips elsewhere."""
+    from countenance.vision.models import ModelMissing, ModelStore, default_model_dir
+
+    root = Path(os.environ.get("COUNTENANCE_MODEL_DIR") or default_model_dir())
+    try:
+        return ModelStore(root).path("faceplugin", file)
+    except ModelMissing as exc:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     return need_faces()

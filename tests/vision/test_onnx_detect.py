@@ -9,7 +9,6 @@ file is looked for under ``$COUNTENANCE_MODEL_DIR`` (default
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,9 +22,7 @@ from countenance.ports import Detector
 from countenance.types import Box
 from countenance.vision.onnx.detect import INPUT_H, INPUT_W, RfbDetector, nms, windows
 from countenance.vision.onnx.runtime import Runtime
-from tests.conftest import need_faces, rgb_of
-
-MODEL = Path("faceplugin-face-recognition-js@0.0.1") / "model" / "fr_detect.onnx"
+from tests.conftest import need_faces, need_model, rgb_of
 
 # --- fakes: a session that answers with fixed boxes, in the model's output layout ---
 
@@ -152,18 +149,7 @@ def test_nms_drops_overlaps_and_boxes_inside_better_ones() -> None:
 
 
 def _model() -> Path:
-    root = Path(
-        os.environ.get(
-            "COUNTENANCE_MODEL_DIR", Path.home() / ".local" / "share" / "countenance" / "models"
-        )
-    )
-    path = root / MODEL
-    if not path.is_file():
-        message = f"faceplugin model missing: {path}"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return need_model("model/fr_detect.onnx")
 
 
 @pytest.fixture(scope="module")

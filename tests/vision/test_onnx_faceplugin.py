@@ -8,7 +8,6 @@ tests fail under CI and skip elsewhere.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +22,6 @@ from countenance.types import Box, DetectedFace, Landmarks5
 from countenance.vision.align import ARCFACE_112
 from countenance.vision.onnx.faceplugin import (
     AGE_FILE,
-    FACEPLUGIN_DIR,
     FEATURE_FILE,
     LANDMARK_FILE,
     FrAgeEstimator,
@@ -35,7 +33,7 @@ from countenance.vision.onnx.faceplugin import (
     merge_age,
 )
 from countenance.vision.onnx.runtime import Runtime
-from tests.conftest import need_faces, rgb_of
+from tests.conftest import need_faces, need_model, rgb_of
 
 # --- fakes: a runtime whose sessions compute something simple and record what they saw ---
 
@@ -233,18 +231,7 @@ def test_age_crop_is_rgb_with_imagenet_normalisation() -> None:
 
 
 def _model(name: str) -> Path:
-    root = Path(
-        os.environ.get(
-            "COUNTENANCE_MODEL_DIR", Path.home() / ".local" / "share" / "countenance" / "models"
-        )
-    )
-    path = root / FACEPLUGIN_DIR / name
-    if not path.is_file():
-        message = f"faceplugin model missing: {path}"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return need_model(f"model/{name}")
 
 
 @pytest.fixture(scope="module")
