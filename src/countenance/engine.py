@@ -203,10 +203,16 @@ class Engine:
         licence: str | None = None,
         retention_days: int | None = None,
         minors: bool = False,
+        adults_only: bool = False,
         actor: str | None = None,
     ) -> SourceInfo:
         """Declare a source of photos and the lawful basis for processing them (audited as
-        ``actor``, by default the operating-system user)."""
+        ``actor``, by default the operating-system user).
+
+        ``minors``: the source may hold minors, so its faces are never stored. ``adults_only``:
+        the operator declares it holds none, so its faces are not age-estimated (otherwise
+        every face is, and those estimated under 18 plus a margin are skipped as ``minor``).
+        """
         if jurisdiction is not None:
             jurisdiction = iso3166(jurisdiction)
         info = self.catalog.add_source(
@@ -219,6 +225,7 @@ class Engine:
                 licence=licence,
                 retention_days=retention_days,
                 minors=minors,
+                adults_only=adults_only,
             )
         )
         self.audit.append(
@@ -232,6 +239,7 @@ class Engine:
                 "consent_ref": consent_ref,
                 "retention_days": retention_days,
                 "minors": minors,
+                "adults_only": adults_only,
             },
         )
         return info

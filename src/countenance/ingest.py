@@ -52,9 +52,12 @@ def face_record(face: AnalysedFace) -> FaceRecord:
 class PhotoAnalyser:
     """Bytes in, :class:`Analysis` out; never raises for a bad photo."""
 
-    def __init__(self, settings: Settings, pipeline: FacePipeline | None = None) -> None:
+    def __init__(
+        self, settings: Settings, pipeline: FacePipeline | None = None, *, ages: bool = True
+    ) -> None:
         self.settings = settings
         self.pipeline = pipeline or FacePipeline.from_settings(settings)
+        self.ages = ages
 
     def __call__(self, data: bytes, name: str) -> Analysis:
         try:
@@ -62,7 +65,7 @@ class PhotoAnalyser:
         except BadImage as exc:
             return Analysis(error=str(exc), error_reason=exc.reason)
         try:
-            faces = self.pipeline.analyse(decoded.rgb)
+            faces = self.pipeline.analyse(decoded.rgb, ages=self.ages)
         except Exception as exc:
             # one photo the models choke on never stops the batch
             return Analysis(

@@ -169,12 +169,16 @@ def run_ingest(
                 pending = dataclasses.replace(pending, data=data)
             yield pending, (data, name)
 
+    # a source declared to hold no minors: its workers load no age estimator
+    settings = engine.settings.replace(age_estimator="none") if info.adults_only else None
+
     def local() -> PhotoAnalyser:
-        return PhotoAnalyser(engine.settings, engine.pipeline)
+        return PhotoAnalyser(engine.settings, engine.pipeline, ages=not info.adults_only)
 
     todo = items
     while todo:
-        for tag, analysis in run_analyses(jobs(todo), workers, engine.settings, local):
+        analyses = run_analyses(jobs(todo), workers, settings or engine.settings, local)
+        for tag, analysis in analyses:
             _store(engine, info, tag, analysis, summary)
             tick()
             if time.monotonic() - last_save > engine.settings.index_save_seconds:

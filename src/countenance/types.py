@@ -254,6 +254,7 @@ class SourceInfo:
     created_at: str | None = None
     retired_at: str | None = None
     minors: bool = False
+    adults_only: bool = False  # declared to hold no minors: faces are not age-estimated
     id: int | None = None
     photos: int = 0
     faces: int = 0

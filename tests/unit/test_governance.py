@@ -14,6 +14,7 @@ from PIL import Image
 from countenance.config import Settings
 from countenance.engine import Engine
 from countenance.errors import InvalidArgument, PolicyDenied
+from countenance.vision.pipeline import FacePipeline
 from tests.unit.fakes import block_photo, fake_pipeline
 
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
@@ -245,6 +246,34 @@ def test_an_age_estimator_keeps_likely_minors_out(tmp_path: Path) -> None:
         load("tests.unit.fakes:Nope")
     with pytest.raises(InvalidArgument, match="no estimate"):
         load("tests.unit.fakes:FakeDetector")
+
+
+def test_a_source_declared_to_hold_no_minors_is_not_age_estimated(tmp_path: Path) -> None:
+    from tests.unit.fakes import FakeDetector, FakeEmbedder, RedIsAChild
+
+    pipeline = FacePipeline(
+        FakeDetector(), FakeEmbedder(), min_sharpness=0.0, age_estimator=RedIsAChild(), adult_age=23
+    )
+    checked, declared = tmp_path / "c", tmp_path / "d"
+    for folder, size in ((checked, 120), (declared, 110)):  # other bytes: not duplicates
+        write(folder, "red.png", block_photo(RED, size))
+        write(folder, "green.png", block_photo(GREEN, size))
+    with Engine(Settings(data_dir=tmp_path / "data", workers=1), pipeline=pipeline) as db:
+        db.add_source("checked", basis="consent")
+        db.add_source("declared", basis="consent", adults_only=True, actor="dpo")
+        assert db.ingest(checked, source="checked").skipped_faces == {"minor": 1}
+        summary = db.ingest(declared, source="declared")
+        assert summary.faces == 2 and summary.skipped_faces == {}
+        assert {s.name: s.adults_only for s in db.sources()} == {
+            "checked": False,
+            "declared": True,
+        }
+        (event,) = [
+            e for e in db.audit.events(action="source") if e.details["source"] == "declared"
+        ]
+        assert event.details["adults_only"] is True and event.actor == "dpo"
+        with pytest.raises(InvalidArgument, match="both hold minors"):
+            db.add_source("both", basis="consent", minors=True, adults_only=True)
 
 
 def test_an_erased_face_id_is_never_given_to_another_face(tmp_path: Path) -> None:

@@ -34,9 +34,9 @@ def _init(settings: Settings) -> None:
     _worker = FacePipeline.from_settings(settings)
 
 
-def _analyse(rgb: RGB) -> list[AnalysedFace]:
+def _analyse(rgb: RGB, ages: bool) -> list[AnalysedFace]:
     assert _worker is not None, "worker not initialised"
-    return _worker.analyse(rgb)
+    return _worker.analyse(rgb, ages=ages)
 
 
 def _detect(rgb: RGB) -> list[Any]:
@@ -70,10 +70,10 @@ class PooledPipeline(FacePipeline):
         for future in [self._pool.submit(_ready) for _ in range(self._workers * 2)]:
             future.result()
 
-    def _run(self, task: Any, rgb: RGB) -> Any:
+    def _run(self, task: Any, rgb: RGB, *args: Any) -> Any:
         pool = self._pool
         try:
-            return pool.submit(task, rgb).result()
+            return pool.submit(task, rgb, *args).result()
         except BrokenProcessPool:
             with self._lock:
                 if self._pool is pool:  # the first to notice replaces it
@@ -82,10 +82,12 @@ class PooledPipeline(FacePipeline):
                 "a face analysis worker died (out of memory?); try the search again"
             ) from None
 
-    def analyse(self, rgb: RGB, boxes: list[Box] | None = None) -> list[AnalysedFace]:
+    def analyse(
+        self, rgb: RGB, boxes: list[Box] | None = None, *, ages: bool = True
+    ) -> list[AnalysedFace]:
         if boxes is not None:  # stored boxes (a model switch) are not a server's work
             raise InvalidArgument("the server's analysis pool detects faces itself")
-        result: list[AnalysedFace] = self._run(_analyse, rgb)
+        result: list[AnalysedFace] = self._run(_analyse, rgb, ages)
         return result
 
     def detect(self, rgb: RGB) -> list[Any]:

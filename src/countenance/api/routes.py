@@ -41,6 +41,7 @@ def _source_json(info: Any) -> dict[str, Any]:
         "licence": info.licence,
         "retention_days": info.retention_days,
         "minors": info.minors,
+        "adults_only": info.adults_only,
         "created_at": info.created_at,
         "retired_at": info.retired_at,
         "photos": info.photos,
@@ -124,6 +125,7 @@ class NewSource(BaseModel):
     licence: str | None = None
     retention_days: int | None = Field(default=None, ge=1)
     minors: bool = False
+    adults_only: bool = False  # the operator declares it holds no minors: no age estimation
 
 
 @router.get("/sources", summary="Every source with its photo and face counts")
@@ -150,6 +152,7 @@ def add_source(
             licence=body.licence,
             retention_days=body.retention_days,
             minors=body.minors,
+            adults_only=body.adults_only,
             actor=principal.name,
         )
     return _source_json(info)

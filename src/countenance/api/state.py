@@ -50,9 +50,11 @@ class SerialPipeline(FacePipeline):
         with self._lock:
             return super().detect(rgb)
 
-    def analyse(self, rgb: RGB, boxes: list[Box] | None = None) -> list[AnalysedFace]:
+    def analyse(
+        self, rgb: RGB, boxes: list[Box] | None = None, *, ages: bool = True
+    ) -> list[AnalysedFace]:
         with self._lock:
-            return super().analyse(rgb, boxes)
+            return super().analyse(rgb, boxes, ages=ages)
 
 
 class LockedIndex:

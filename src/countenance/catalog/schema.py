@@ -48,6 +48,8 @@ sources = sa.Table(
     sa.Column("retired_at", sa.DateTime(timezone=True)),
     # declared to contain minors: its photos are recorded, their faces never stored
     sa.Column("minors", sa.Boolean, nullable=False, server_default=sa.false()),
+    # the operator declares it holds no minors: its faces are not age-estimated
+    sa.Column("adults_only", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint(
         "lawful_basis IN (" + ", ".join(f"'{b}'" for b in LAWFUL_BASES) + ")",
@@ -325,6 +327,10 @@ def _v7_space_state(conn: sa.Connection) -> None:
     _add_columns(conn, spaces, "state")
 
 
+def _v8_adults_only(conn: sa.Connection) -> None:
+    _add_columns(conn, sources, "adults_only")
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
@@ -336,6 +342,7 @@ MIGRATIONS: list[Migration] = [
     (5, "api keys", _v5_api_keys),
     (6, "photo provenance, perceptual hashes, near-duplicates, fetch cache", _v6_collect),
     (7, "the active space, and one being built by a model switch", _v7_space_state),
+    (8, "sources declared to hold no minors", _v8_adults_only),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -177,6 +177,8 @@ class SqlCatalog(GovernanceCatalog):
             )
         if not info.name or len(info.name) > 200:
             raise InvalidArgument("a source name must have 1 to 200 characters")
+        if info.minors and info.adults_only:
+            raise InvalidArgument("a source cannot both hold minors and declare it holds none")
         if info.retention_days is not None and info.retention_days <= 0:
             raise InvalidArgument("retention_days must be a positive number of days")
         values = {
@@ -188,6 +190,7 @@ class SqlCatalog(GovernanceCatalog):
             "licence": info.licence,
             "retention_days": info.retention_days,
             "minors": info.minors,
+            "adults_only": info.adults_only,
             "created_at": utcnow(),
         }
         s.check_text(s.sources, values)
@@ -231,6 +234,7 @@ class SqlCatalog(GovernanceCatalog):
                 created_at=iso_utc(r["created_at"]),
                 retired_at=iso_utc(r["retired_at"]),
                 minors=bool(r["minors"]),
+                adults_only=bool(r["adults_only"]),
                 id=r["id"],
                 photos=r["n_photos"],
                 faces=r["n_faces"],

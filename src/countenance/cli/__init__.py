@@ -76,6 +76,11 @@ def sources() -> None:
     help="The source may contain minors: its photos are recorded, their faces never stored.",
 )
 @click.option(
+    "--adults-only",
+    is_flag=True,
+    help="You declare the source holds no minors: its faces are not age-estimated.",
+)
+@click.option(
     "--exist-ok", is_flag=True, help="Succeed if a source of this name exists with this basis."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -89,6 +94,7 @@ def sources_add(
     consent_ref: str | None,
     licence: str | None,
     minors: bool,
+    adults_only: bool,
     exist_ok: bool,
     as_json: bool,
 ) -> None:
@@ -110,6 +116,7 @@ def sources_add(
         consent_ref=consent_ref,
         licence=licence,
         minors=minors,
+        adults_only=adults_only,
     )
     if as_json:
         print_json(_source_json(info))
@@ -182,6 +189,7 @@ def _source_json(info: Any) -> dict[str, Any]:
         "created_at": info.created_at,
         "retired_at": info.retired_at,
         "minors": info.minors,
+        "adults_only": info.adults_only,
         "photos": info.photos,
         "faces": info.faces,
     }

@@ -102,9 +102,12 @@ class FacePipeline:
                 faces[i] = dataclasses.replace(faces[i], landmarks=m)
         return faces
 
-    def analyse(self, rgb: RGB, boxes: list[Box] | None = None) -> list[AnalysedFace]:
+    def analyse(
+        self, rgb: RGB, boxes: list[Box] | None = None, *, ages: bool = True
+    ) -> list[AnalysedFace]:
         """Every face: detected (or the given ``boxes``, in their order: a model switch
-        re-embeds stored faces), quality-checked, and embedded when it passes."""
+        re-embeds stored faces), quality-checked, age-checked (unless ``ages`` is false: a
+        source declared to hold no minors), and embedded when it passes."""
         faces = self.detect(rgb) if boxes is None else self._at(rgb, boxes)
         chips = self.embedder.align(rgb, faces)
         qualities = [
@@ -113,13 +116,13 @@ class FacePipeline:
             )
             for f, c in zip(faces, chips, strict=True)
         ]
-        if self.age_estimator is not None and faces:
-            ages = self.age_estimator.estimate(rgb, faces)
+        if ages and self.age_estimator is not None and faces:
+            estimates = self.age_estimator.estimate(rgb, faces)
             qualities = [
                 dataclasses.replace(q, skip_reason="minor")
                 if q.skip_reason is None and age < self.adult_age
                 else q
-                for q, age in zip(qualities, ages, strict=True)
+                for q, age in zip(qualities, estimates, strict=True)
             ]
         keep = [i for i, q in enumerate(qualities) if q.skip_reason is None]
         vectors = self.embedder.embed(rgb, [faces[i] for i in keep])
