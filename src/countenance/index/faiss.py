@@ -12,6 +12,10 @@ hnsw48,pca..  it fits ``memory_gb`` (and      ~480 B (8-bit codes of the top pri
 ivf,rabitq..  beyond                          ~60 B (52 B of 2-bit RaBitQ code, 8 B id)
 ============  ==============================  ====================================
 
+IVF projects wider faces onto at most 128 of their principal components first (e.g.
+``ivf2048,pca128,rabitq2fs`` for 512-d faces), so that an IVF face takes ~60 B at any
+dimension.
+
 Both approximate layouts keep the float vectors in a memory-mapped file, one row per face
 id, and re-rank their short list by them. HNSW is kept as long as the budget allows because,
 measured on galleries shaped like face descriptors (``benchmarks/search.py``), it reaches
@@ -65,6 +69,7 @@ from countenance.index.faiss_layouts import (
     HnswLayout,
     IvfPqLayout,
     choose_nlist,
+    ivf_of,
     list_ids,
 )
 from countenance.index.vectorfile import VectorFile
@@ -165,7 +170,7 @@ class FaissIndex:
 
     @property
     def kind(self) -> str:
-        """``flat``, ``hnsw<M>[,pca<d>],sq8`` or ``ivf<nlist>,rabitq<bits>fs``."""
+        """``flat``, ``hnsw<M>[,pca<d>],sq8`` or ``ivf<nlist>[,pca<d>],rabitq<bits>fs``."""
         return self._layout.kind
 
     @property
@@ -261,7 +266,7 @@ class FaissIndex:
         doubled = n >= 2 * max(self._tuned_at, 1)
         if LAYOUTS.index(wanted) > LAYOUTS.index(self.layout):
             self._build(wanted, self._gallery())
-        elif isinstance(layout, IvfPqLayout) and choose_nlist(n) >= 2 * layout.index.nlist:
+        elif isinstance(layout, IvfPqLayout) and choose_nlist(n) >= 2 * layout.nlist:
             self._build("ivfpq", self._gallery())  # lists trained on a quarter of today's
         elif isinstance(layout, HnswLayout) and (
             doubled or layout.tombstones > _MAX_TOMBSTONES * (n + layout.tombstones)
@@ -431,24 +436,28 @@ class FaissIndex:
             raise BackendError(f"cannot read vector index {path}: {reason}") from exc
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else None
         graph = _graph_of(index)
+        ivf = ivf_of(index)  # IVF's lists, bare or behind their projection
         ours = (
             (
                 isinstance(index, faiss.IndexIDMap)
                 and isinstance(inner, faiss.IndexFlat | faiss.IndexHNSWFlat)
             )
-            or isinstance(
-                index,
-                faiss.IndexIVFRaBitQFastScan | faiss.IndexIVFPQFastScan | faiss.IndexIVFFlat,
-            )
+            or isinstance(index, faiss.IndexIVFFlat)
+            or ivf is not None
             or graph is not None
         )
         if not ours:
             raise BackendError(f"vector index {path} is a {type(index).__name__}, not one of ours")
-        # the graph over codes walks by L2 (which ranks unit vectors as cosine does)
-        metric, metric_name = (
-            (faiss.METRIC_L2, "L2") if graph is not None else (faiss.METRIC_INNER_PRODUCT, "IP")
+        # the graph over codes and projected IVF codes compare by L2 (which ranks unit vectors
+        # as cosine does: a projection that subtracts a mean keeps distances, not products)
+        projected = graph is not None or (
+            ivf is not None and isinstance(index, faiss.IndexPreTransform)
         )
-        if (graph if graph is not None else index).metric_type != metric:
+        metric, metric_name = (
+            (faiss.METRIC_L2, "L2") if projected else (faiss.METRIC_INNER_PRODUCT, "IP")
+        )
+        inner_most = graph if graph is not None else ivf if ivf is not None else index
+        if inner_most.metric_type != metric:
             raise BackendError(f"vector index {path} does not use {metric_name}")
         if index.d != self.space.dim:
             raise SpaceMismatch(
@@ -470,7 +479,7 @@ class FaissIndex:
             gallery = Gallery(labels[live], vectors)
             self._build(self.forced or self._choose(len(gallery)), gallery)
             return self._layout
-        if isinstance(index, faiss.IndexIVFRaBitQFastScan | faiss.IndexIVFPQFastScan):
+        if ivf is not None:
             meta = _read_json(self._meta_path)
             return IvfPqLayout(index, self._vector_file(), int(meta.get("rerank", 10)))
         if isinstance(index, faiss.IndexIVFFlat):

@@ -18,6 +18,9 @@ int64 face ids, always with exact cosine similarities in its results:
   (``IndexIVFRaBitQFastScan``: 52 bytes per 128-d face, plus its 8-byte id): on galleries
   shaped like face descriptors they rank a person's faces far better than the 4-bit
   product-quantiser codes this layout used to hold (``IndexIVFPQFastScan``, still read).
+  Wider vectors are projected first onto their top principal components, at most 128
+  (``IndexPreTransform(PCAMatrix, IndexIVFRaBitQFastScan)``, by L2), so that a face keeps
+  within 64 bytes at any dimension; an IVF file written without the projection still reads.
 
 Both approximate layouts return exact similarities: whatever the codes, the final order is
 by the float vectors.
@@ -93,6 +96,7 @@ RABITQ_BITS = 2
 _FAST_SCAN_IMPLEM = 10
 
 
+@functools.cache
 def rabitq_code_bytes(dim: int, bits: int = RABITQ_BITS) -> int:
     """Bytes of one face's RaBitQ code (its id is 8 more).
 
@@ -379,6 +383,12 @@ class IvfPqLayout(_CodesAndFile):
     where adds go through an HNSW graph over them: at the breadths a search needs (10^7
     faces: ~700 of 8,192 lists) the graph would have to look twice as wide, and for 1,024 of
     16,384 centroids that took 3.9 ms against 0.4 ms for the flat scan.
+
+    A code of 2 bits a dimension grows with the vector (148 B for 512-d), so faces wider
+    than 128 dimensions are first projected onto their top principal components (see
+    :meth:`components`), fitted to the sample the lists are trained on; lists, codes and
+    centroids then live in that space and compare by L2. Only the short list is chosen
+    there: it is re-ranked by the full float vectors, so similarities stay exact.
     """
 
     RERANK = (10, 20, 40, 80, 160, 320)  # candidates re-ranked per result asked for
@@ -394,19 +404,35 @@ class IvfPqLayout(_CodesAndFile):
     # disk where the gallery is past RAM (~1,500 reads/s here), so not all 1,000.
     TIMED_QUERIES = 200
 
+    # RAM a face may take in codes and id: docs/scaling.md's target at 10^7 faces.
+    FACE_BYTES = 64
+    # Wider vectors keep the fewest principal components, in steps of PCA_STEP (16 B of
+    # 2-bit code), holding VARIANCE of the variance of the training sample, but never more
+    # than fit FACE_BYTES (128: a 52 B code, 60 B with the id; 192 would take 76 B), which
+    # leaves a few bytes a face for the centroids and the projection.
+    PCA_STEP = 64
+    VARIANCE = 0.97
+
     def __init__(self, index: Any, vectors: VectorFile, rerank: int = RERANK[0]) -> None:
-        self.index = index
+        self.index = index  # the IVF index, or IndexPreTransform(PCAMatrix, IVF) (d > 128)
+        self.ivf: Any = ivf_of(index)
+        if self.ivf is None:
+            raise TypeError(f"not an IVF layout's index: {type(index).__name__}")
+        self._projection: Any = None
+        if isinstance(index, faiss.IndexPreTransform):
+            chain: Any = index.chain
+            self._projection = faiss.downcast_VectorTransform(chain.at(0))
         self.vectors = vectors
         self.rerank = rerank
-        self._max_id = int(self.ids().max()) if index.ntotal else -1
-        if isinstance(index, faiss.IndexIVFRaBitQFastScan):
+        self._max_id = int(self.ids().max()) if self.ivf.ntotal else -1
+        if isinstance(self.ivf, faiss.IndexIVFRaBitQFastScan):
             # The same results as faiss's default kernel (implem 12) at ~7% less time per
             # query at 10^7 faces; faiss does not save the choice, so it is made on load too.
-            index.implem = _FAST_SCAN_IMPLEM
+            self.ivf.implem = _FAST_SCAN_IMPLEM
         # The flat index of the lists' centroids that searches scan. An HNSW quantizer serves
         # adds only, and an added face needs its one nearest list: a narrow walk will do
         # (~4x faster adds than a search-wide one; files written before kept it wide).
-        quantizer = faiss.downcast_index(index.quantizer)
+        quantizer = faiss.downcast_index(self.ivf.quantizer)
         if isinstance(quantizer, faiss.IndexHNSWFlat):
             quantizer.hnsw.efSearch = _ADD_EF_SEARCH
             quantizer = faiss.downcast_index(quantizer.storage)
@@ -418,44 +444,86 @@ class IvfPqLayout(_CodesAndFile):
         n = len(gallery)
         nlist = choose_nlist(n)
         sample = gallery.sample(max(_TRAIN_PER_LIST * nlist, 256 * _MIN_TRAIN_PER_LIST), SEED)
+        coded = cls.components(sample)
+        # A projection keeps L2 distances between faces, less what the dropped components
+        # held, and L2 ranks unit vectors as cosine does; it does not keep inner products,
+        # since it subtracts the sample's mean first.
+        metric = faiss.METRIC_INNER_PRODUCT if coded == dim else faiss.METRIC_L2
         quantizer: Any
         if nlist > HNSW_QUANTIZER_FROM:
             # Comparing every vector with every centroid costs nlist dot products per face
             # (1e7 faces x 16384 lists: hours on two cores); an HNSW graph over the centroids
             # finds a face's list in a few hundred. k-means assigns through one as well.
-            quantizer = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            quantizer = faiss.IndexHNSWFlat(coded, 32, metric)
             quantizer.hnsw.efSearch = 128  # while training assigns the sample to its lists
         else:
-            quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFRaBitQFastScan(
-            quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT, 32, True, RABITQ_BITS
-        )
+            quantizer = faiss.IndexFlat(coded, metric)
+        ivf = faiss.IndexIVFRaBitQFastScan(quantizer, coded, nlist, metric, 32, True, RABITQ_BITS)
         if nlist > HNSW_QUANTIZER_FROM:
-            clustering = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-            index.clustering_index = clustering
-        index.cp.niter = _KMEANS_ITERATIONS
-        index.cp.seed = SEED
-        index.train(sample)  # faiss's wrapper keeps ``quantizer`` alive with ``index``
+            clustering = faiss.IndexHNSWFlat(coded, 32, metric)
+            ivf.clustering_index = clustering
+        ivf.cp.niter = _KMEANS_ITERATIONS
+        ivf.cp.seed = SEED
+        index: Any = ivf
+        if coded < dim:  # the projection is fitted to the sample the lists are trained on
+            index = faiss.IndexPreTransform(faiss.PCAMatrix(dim, coded), ivf)
+        index.train(sample)  # faiss's wrappers keep ``quantizer`` and ``ivf`` alive with it
         return cls(index, vectors)
+
+    @classmethod
+    def max_components(cls) -> int:
+        """The most dimensions a code may have, in steps of ``PCA_STEP``, for a face (code
+        and id) to take at most ``FACE_BYTES``: 128."""
+        components = cls.PCA_STEP
+        while rabitq_code_bytes(components + cls.PCA_STEP) + 8 <= cls.FACE_BYTES:
+            components += cls.PCA_STEP
+        return components
+
+    @classmethod
+    def code_dim(cls, dim: int) -> int:
+        """The most dimensions the codes of ``dim``-d vectors have: all up to 128, else 128."""
+        return dim if dim <= cls.max_components() else cls.max_components()
+
+    @classmethod
+    def components(cls, sample: Vectors) -> int:
+        """Dimensions the codes keep of ``sample``'s: every one where a face's code fits
+        ``FACE_BYTES`` (d <= 128, unchanged from before); beyond, the fewest principal
+        components in steps of ``PCA_STEP`` holding ``VARIANCE`` of the sample's variance,
+        at most :meth:`max_components` (all of them for a sample too small to measure)."""
+        dim, cap = int(sample.shape[1]), cls.max_components()
+        if dim <= cap:
+            return dim
+        if len(sample) < max(_MIN_PCA_SAMPLE, 4 * dim):
+            return cap
+        variances = np.linalg.eigvalsh(np.cov(sample, rowvar=False))[::-1]
+        share = np.cumsum(np.clip(variances, 0.0, None)) / max(float(variances.sum()), 1e-30)
+        needed = int(np.searchsorted(share, cls.VARIANCE)) + 1
+        return min(cap, -(-needed // cls.PCA_STEP) * cls.PCA_STEP)
 
     @property
     def kind(self) -> str:
-        if isinstance(self.index, faiss.IndexIVFPQFastScan):  # written before RaBitQ
-            return f"ivf{self.index.nlist},pq{self.index.pq.M}x{self.index.pq.nbits}fs"
-        return f"ivf{self.index.nlist},rabitq{self.index.rabitq.nb_bits}fs"
+        ivf = self.ivf
+        if isinstance(ivf, faiss.IndexIVFPQFastScan):  # written before RaBitQ
+            return f"ivf{ivf.nlist},pq{ivf.pq.M}x{ivf.pq.nbits}fs"
+        transform = "" if self._projection is None else f",pca{ivf.d}"
+        return f"ivf{ivf.nlist}{transform},rabitq{ivf.rabitq.nb_bits}fs"
+
+    @property
+    def nlist(self) -> int:
+        return int(self.ivf.nlist)
 
     @property
     def nprobe(self) -> int:
-        return int(self.index.nprobe)
+        return int(self.ivf.nprobe)
 
     def _set_nprobe(self, value: int) -> None:
-        self.index.nprobe = value
+        self.ivf.nprobe = value
 
     def count(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.ivf.ntotal)
 
     def ids(self) -> Ids:
-        return list_ids(self.index)
+        return list_ids(self.ivf)
 
     def add_codes(self, ids: Ids, vectors: Vectors) -> None:
         """Add codes for ids whose float vectors are already in the vector file."""
@@ -480,9 +548,11 @@ class IvfPqLayout(_CodesAndFile):
 
     def _short_list(self, queries: Vectors, pool: int) -> Ids:
         """The ``pool`` ids whose codes rank best, best first, in ``nprobe`` lists."""
+        if self._projection is not None:
+            queries = self._projection.apply(queries)
         # faiss wants exactly nprobe lists per query (-1 where there are fewer)
         near, lists = self._centroids.search(queries, self.nprobe)
-        _, candidates = self.index.search_preassigned(queries, pool, lists, near)
+        _, candidates = self.ivf.search_preassigned(queries, pool, lists, near)
         return np.asarray(candidates, dtype=np.int64)
 
     def tune(self, calibration: Calibration, target_recall: float) -> None:
@@ -500,7 +570,7 @@ class IvfPqLayout(_CodesAndFile):
         depth reaches the target even reading every list, the most accurate pair (every
         list, the deepest short list) is kept.
         """
-        nlist = int(self.index.nlist)
+        nlist = self.nlist
         probes = probe_steps(nlist)
         k = max(calibration.k, 1)
         deepest = self._pool(k, self.RERANK[-1])
@@ -559,9 +629,19 @@ class IvfPqLayout(_CodesAndFile):
                 times[which, row] = time.perf_counter() - started
         return [float(t) for t in np.median(times, axis=1)] if len(queries) else [0.0] * len(pairs)
 
+    def face_bytes(self) -> int:
+        """RAM one face takes: its code and its 8-byte id."""
+        return int(self.ivf.code_size) + 8
+
     def ram_bytes(self) -> int:
-        codes = int(self.index.ntotal) * (int(self.index.code_size) + 8)
-        return codes + int(self.index.nlist) * int(self.index.d) * 4
+        """Every face's code and id, the centroids, and the projection's matrices."""
+        centroids = self.nlist * int(self.ivf.d) * 4
+        projection = 0
+        if self._projection is not None:
+            pca = self._projection
+            arrays = (pca.A, pca.b, pca.mean, pca.eigenvalues, pca.PCAMat)
+            projection = 4 * sum(int(a.size()) for a in arrays)
+        return self.count() * self.face_bytes() + centroids + projection
 
 
 def probe_steps(nlist: int) -> list[int]:
@@ -574,6 +654,21 @@ def probe_steps(nlist: int) -> list[int]:
     """
     steps = 4 * int(math.log2(nlist)) + 4
     return sorted({min(round(2 ** (i / 4)), nlist) for i in range(steps)})
+
+
+def ivf_of(index: Any) -> Any:
+    """The inverted lists' index of an IVF layout's ``index``, bare or behind its projection;
+    None for anything else."""
+    if isinstance(index, faiss.IndexPreTransform):
+        chain: Any = index.chain  # a C++ vector, not the list faiss's stubs say
+        if chain.size() != 1:
+            return None
+        inner = faiss.downcast_index(index.index)
+        transform = faiss.downcast_VectorTransform(chain.at(0))
+        pca = isinstance(transform, faiss.PCAMatrix)
+        return inner if pca and isinstance(inner, faiss.IndexIVFRaBitQFastScan) else None
+    ivfs = faiss.IndexIVFRaBitQFastScan | faiss.IndexIVFPQFastScan
+    return index if isinstance(index, ivfs) else None
 
 
 def list_ids(index: Any) -> Ids:
