@@ -465,9 +465,15 @@ class IvfPqLayout(_CodesAndFile):
         ivf.cp.niter = _KMEANS_ITERATIONS
         ivf.cp.seed = SEED
         index: Any = ivf
+        pca = None
         if coded < dim:  # the projection is fitted to the sample the lists are trained on
-            index = faiss.IndexPreTransform(faiss.PCAMatrix(dim, coded), ivf)
+            pca = faiss.PCAMatrix(dim, coded)
+            index = faiss.IndexPreTransform(pca, ivf)
         index.train(sample)  # faiss's wrappers keep ``quantizer`` and ``ivf`` alive with it
+        if pca is not None:
+            # Every eigenvector (1 MB at 512-d, 1 B a face at 10^6) is needed only to make
+            # the projection's matrix, which holds the kept ones: training is done.
+            pca.PCAMat.clear()
         return cls(index, vectors)
 
     @classmethod
