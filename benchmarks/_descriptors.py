@@ -1,7 +1,8 @@
 """Descriptors for ``benchmarks/search.py``: real ones, a model fitted to them, synthetic faces.
 
-Real descriptors come from the engine's own pipeline (one view per face, the space
-``dlib_resnet_v1/1``) over photos of ``../shared/faces/lfw``; only the vectors and integer
+Real descriptors come from the engine's own pipeline over photos of ``../shared/faces/lfw``:
+``dlib`` (one view per face, the space ``dlib_resnet_v1/1``, 128-d) or ``faceplugin`` (the
+default model, ``faceplugin_fr_feature/1+mirror``, 512-d); only the vectors and integer
 identity labels are cached, outside the repository, never the photos or names.
 
 The model, in PCA coordinates of the real descriptors: an identity is a centre drawn from a
@@ -13,7 +14,7 @@ faces are as anisotropic as real ones in every dimension.
 
 Example::
 
-    vectors, labels = real_descriptors(Path("../shared/faces/lfw"), 600, cache_dir)
+    vectors, labels = real_descriptors(Path("../shared/faces/lfw"), 600, cache_dir, "dlib")
     model = fit_model(vectors, labels)
     synth = Synthesiser(model, dim=128, seed=1)
     gallery = synth.gallery_chunk(0)[:1000]       # float32[1000, 128], unit rows
@@ -30,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from countenance.types import EmbeddingSpace
+
 Matrix = npt.NDArray[np.float32]
 
 CACHE_DIR = Path.home() / ".cache" / "countenance-bench"
@@ -39,8 +42,8 @@ CACHE_DIR = Path.home() / ".cache" / "countenance-bench"
 # the centre of any enrolled identity can be regenerated for a query without keeping them all.
 CHUNK = 1 << 18
 
-# The 512-d galleries put this share of each face's energy into isotropic noise on top of the
-# 128-d model mapped by a fixed random orthogonal map.
+# Galleries wider than their model put this share of each face's energy into isotropic noise
+# on top of the model mapped by a fixed random orthogonal map.
 EMBED_NOISE = 0.05
 
 _CACHE_VERSION = "1"
@@ -75,16 +78,30 @@ def select_photos(
     return chosen
 
 
+MODELS = ("dlib", "faceplugin")
+"""Pipelines whose real descriptors a model can be fitted to (``--model``)."""
+
+
+def model_space(model: str) -> EmbeddingSpace:
+    """The space, with its calibrated bands, of ``model``'s descriptors as computed here."""
+    from countenance.vision.registry import dlib_space, pipeline_spec
+
+    return dlib_space(1) if model == "dlib" else pipeline_spec(model).space
+
+
 def real_descriptors(
-    faces_dir: Path, limit: int, cache_dir: Path
+    faces_dir: Path, limit: int, cache_dir: Path, model: str = "dlib"
 ) -> tuple[Matrix, npt.NDArray[np.int64]]:
-    """Descriptors (one view, space ``dlib_resnet_v1/1``) of each chosen photo's principal
-    face and their identity labels; computed once, then read from ``cache_dir``."""
+    """Descriptors of each chosen photo's principal face by the pipeline ``model`` (dlib:
+    one view, space ``dlib_resnet_v1/1``; faceplugin: its own space, the crop and its
+    mirror) and their identity labels; computed once, then read from ``cache_dir``."""
     photos = select_photos(faces_dir, limit)
     if not photos:
         raise SystemExit(f"no photos of people with 2+ photos under {faces_dir}")
+    space = model_space(model)
     listing = "\n".join(f"{p.relative_to(faces_dir)}\t{label}" for p, label in photos)
-    key = hashlib.sha256(f"{_CACHE_VERSION}\ndlib_resnet_v1/1\n{listing}".encode()).hexdigest()
+    named = f"{space.model}/{space.version}"  # dlib's: the key its caches were written under
+    key = hashlib.sha256(f"{_CACHE_VERSION}\n{named}\n{listing}".encode()).hexdigest()
     cache = cache_dir / f"descriptors-{key[:20]}.npz"
     if cache.is_file():
         with np.load(cache) as saved:
@@ -92,23 +109,36 @@ def real_descriptors(
 
     from countenance import imaging
     from countenance.config import Settings
-    from countenance.vision.pipeline import FacePipeline
+    from countenance.vision.registry import load_pipeline
 
-    settings = Settings(embed_views=1)
-    pipeline = FacePipeline.from_settings(settings)
+    # dlib's default is four views; one is the space its bands here are calibrated for
+    settings = Settings(model=model, embed_views=1)
+    pipeline = load_pipeline(model, settings)
+    if pipeline.space != space:
+        raise SystemExit(f"the {model} pipeline embeds into {pipeline.space.key}, not {space.key}")
     vectors, labels = [], []
     for done, (path, label) in enumerate(photos, 1):
         rgb = imaging.decode(imaging.read_file(path, settings.max_file_bytes)).rgb
-        embedded = [f.embedding for f in pipeline.analyse(rgb) if f.embedding is not None]
+        # ages=False: LFW's people are adults, and an age estimate only slows the fit
+        analysed = pipeline.analyse(rgb, ages=False)
+        embedded = [f.embedding for f in analysed if f.embedding is not None]
         if embedded:  # the principal face: faces come principal first
             vectors.append(embedded[0])
             labels.append(label)
         if done % 100 == 0 or done == len(photos):
-            log(f"descriptors: {done}/{len(photos)} photos, {len(vectors)} faces")
+            log(f"descriptors ({model}): {done}/{len(photos)} photos, {len(vectors)} faces")
     result = np.stack(vectors).astype(np.float32), np.asarray(labels, dtype=np.int64)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, vectors=result[0], labels=result[1])
     return result
+
+
+def components_holding(vectors: Matrix, share: float) -> int:
+    """How many principal components of ``vectors`` hold ``share`` of their variance."""
+    x = vectors.astype(np.float64)
+    variances = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2
+    held = np.cumsum(variances) / variances.sum()
+    return int(np.searchsorted(held, share)) + 1
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -243,7 +273,7 @@ class Synthesiser:
         if self._lift is None:
             return None
         return (
-            f"no {self.dim}-d face model here: the {self.model.dim}-d dlib model mapped into "
+            f"no {self.dim}-d face model fitted: the {self.model.dim}-d model mapped into "
             f"{self.dim}-d by a fixed random orthogonal map, with {EMBED_NOISE:.0%} of each "
             "face's energy as isotropic noise"
         )

@@ -1,9 +1,11 @@
 """Search speed, memory and recall of countenance's FAISS layouts against exact search, in one run.
 
     python benchmarks/search.py --n 100000 1000000 --dim 128 --index exact faiss-hnsw --json
+    python benchmarks/search.py --model faceplugin --dim 512 --n 100000 --index exact faiss-ivfpq
 
 Galleries are synthetic but shaped like real faces: drawn from a model fitted to descriptors of
-real photos (``--faces``, see ``benchmarks/_descriptors.py``), identities of 4-8 faces each.
+real photos (``--faces``, see ``benchmarks/_descriptors.py``) computed by the pipeline
+``--model`` (dlib's 128-d by default, or faceplugin's 512-d), identities of 4-8 faces each.
 Queries (``--queries``) are half new faces of enrolled identities, half faces of identities
 never enrolled.
 
@@ -19,7 +21,9 @@ from memory-mapped float vectors.
 Per kind and gallery size, one JSON row: p50/p99 single-query latency (top 10, one query per
 call, one thread, through ``FaissIndex.search``), recall@10 against exact, lead recall (of the
 exact top 10 with similarity at or above the weak band's edge, the share the index's top 10
-holds: what a user of ``search --top 10`` loses) and ``lead_recall_at_100`` (the same for top
+holds: what a user of ``search --top 10`` loses; the band is ``--model``'s own, or where
+``--dim`` is wider than the model, the similarity 1% of synthetic impostor pairs exceed) and
+``lead_recall_at_100`` (the same for top
 100), bytes per face in RAM (the serialised index: the approximate layouts' float vectors are
 memory-mapped, not counted; ``bytes_per_face_on_disk`` counts them), build time including
 tuning (all threads) and speed-up over ``exact`` at p50: the exact index is kept, and the
@@ -57,16 +61,24 @@ import numpy.typing as npt
 from _descriptors import (
     CACHE_DIR,
     CHUNK,
+    MODELS,
     Matrix,
     Synthesiser,
     check_model,
+    components_holding,
     fit_model,
     log,
+    model_space,
     real_descriptors,
 )
 
 from countenance.index.faiss import FaissIndex
-from countenance.index.faiss_layouts import HnswLayout, choose_nlist, rabitq_code_bytes
+from countenance.index.faiss_layouts import (
+    HnswLayout,
+    IvfPqLayout,
+    choose_nlist,
+    rabitq_code_bytes,
+)
 from countenance.index.vectorfile import VectorFile
 from countenance.scoring import bands_for
 from countenance.types import EmbeddingSpace
@@ -96,8 +108,9 @@ def index_bytes(kind: str, n: int, dim: int) -> int:
         return n * HnswLayout.bytes_per_face(dim)
     nlist = choose_nlist(n)
     train = max(64 * nlist, 9984) * dim * 4
+    coded = IvfPqLayout.code_dim(dim)  # wider faces are coded in 128 principal components
     # codes and ids, centroids, the k-means sample, and one chunk of vectors being added
-    return n * (rabitq_code_bytes(dim) + 8) + nlist * dim * 4 + train + (1 << 18) * dim * 4
+    return n * (rabitq_code_bytes(coded) + 8) + nlist * coded * 4 + train + (1 << 18) * dim * 4
 
 
 def serialised_bytes(index: Any) -> int:
@@ -258,6 +271,7 @@ class Case:
     mates: list[Ids]
     lead_min_similarity: float
     dim_note: str | None
+    fitted_to: str  # the space of the real descriptors the gallery's model is fitted to
     exact_p50_ms: float | None = None
     cached: bool = True  # in RAM or in the page cache: batches are timed too
     baseline: FaissIndex | None = None  # the exact index, kept to time the others against
@@ -315,6 +329,7 @@ def row_for(
         "params": params,
         "leads_per_query": round(float(np.mean(leads)), 2),
         "lead_min_similarity": round(edge, 4),
+        "fitted_to": case.fitted_to,
         "queries": m,
         "queries_at_100": p,
         "gallery": case.placement,
@@ -473,6 +488,7 @@ def run_case(
             mates,
             lead_edge,
             synth.dim_note,
+            model_space(args.model).key,
         )
         # in RAM, or in the vector file that the page cache holds while the others run
         case.cached = placement == "ram" or 2 * n * dim * 4 <= ram
@@ -576,6 +592,13 @@ def main() -> None:
         help="queries searched for the top-100 lead recall (default: all; fewer at 10^8)",
     )
     parser.add_argument("--faces", type=Path, default=Path("../shared/faces/lfw"))
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="dlib",
+        help="the pipeline whose real descriptors the gallery's model is fitted to (its bands"
+        " give the lead edge)",
+    )
     parser.add_argument("--fit-photos", type=int, default=1500, help="real photos to fit on")
     parser.add_argument("--pca-dims", type=int, default=0, help="full-covariance components")
     parser.add_argument(
@@ -593,16 +616,21 @@ def main() -> None:
     # exact always runs, first: every other kind is measured against it.
     args.index = ["exact"] + [k for k in dict.fromkeys(args.index) if k != "exact"]
 
-    vectors, labels = real_descriptors(args.faces, args.fit_photos, args.cache)
+    vectors, labels = real_descriptors(args.faces, args.fit_photos, args.cache, args.model)
     model = fit_model(vectors, labels, args.pca_dims)
-    log(f"model: {model.faces} real faces of {model.identities} people")
-    bands = bands_for(dlib_space(1))
-    log(f"bands of dlib_resnet_v1/1: weak {bands.weak} (FMR 1e-2), possible {bands.possible}")
+    space = model_space(args.model)
+    log(
+        f"model: {model.faces} real {space.dim}-d faces of {model.identities} people "
+        f"({space.key}); {components_holding(vectors, 0.97)} principal components hold 97% "
+        "of their variance"
+    )
+    bands = bands_for(space)
+    log(f"bands of {space.key}: weak {bands.weak} (FMR 1e-2), possible {bands.possible}")
     rows: list[dict[str, Any]] = []
     for dim in args.dim:
         synth = Synthesiser(model, dim, args.seed)
         edges = check_model(synth, vectors, labels)
-        # The band edges are the model's own at 128-d; elsewhere the same rule (impostors'
+        # The band edges are the model's own at its dimension; elsewhere the same rule (impostors'
         # FMR 1e-2) is applied to the synthetic faces.
         lead_edge = bands.weak if dim == model.dim else edges["fmr_1e-2"]
         for n in args.n:
