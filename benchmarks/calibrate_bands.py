@@ -5,8 +5,9 @@
 Ingests every photo listed in ``manifest.csv`` (path,identity) through the engine, takes each
 photo's principal face, and compares every pair of photos of *different* people (impostors).
 A band's lower edge is the similarity that impostors exceed at its false-match rate; the
-genuine pairs' true-match rate at each edge is printed alongside. The figures go into
-the pipeline's space in ``countenance/vision/registry.py``.
+genuine pairs' true-match rate at each edge is printed alongside (the computation is
+``countenance.vision.calibration``, which ``countenance models calibrate`` also runs for a
+brought model). The figures go into the pipeline's space in ``countenance/vision/registry.py``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from countenance.config import Settings
 from countenance.engine import Engine
 from countenance.evaluation import read_manifest
 from countenance.sources.folder import FileListSource
-
-FMRS = {"weak": 1e-2, "possible": 1e-3, "erase": 1e-4, "strong": 1e-5}
+from countenance.vision.calibration import calibrate
 
 
 def main() -> None:
@@ -49,29 +49,18 @@ def main() -> None:
         if d in principal
     ]
     vectors = np.stack([v for v, _ in keep])
-    labels = np.array([identity for _, identity in keep])
-    impostor_parts, genuine_parts = [], []
-    for i in range(0, len(vectors), 1024):  # blocks keep memory flat
-        sims = vectors[i : i + 1024] @ vectors.T
-        rows_i = np.arange(i, min(i + 1024, len(vectors)))[:, None]
-        upper = np.arange(len(vectors))[None, :] > rows_i
-        same = labels[i : i + 1024][:, None] == labels[None, :]
-        impostor_parts.append(sims[upper & ~same])
-        genuine_parts.append(sims[upper & same])
-    impostor = np.concatenate(impostor_parts)
-    genuine = np.concatenate(genuine_parts)
+    result = calibrate(vectors, [identity for _, identity in keep])
     report: dict[str, object] = {
         "space": db.space.key,
-        "photos": len(keep),
-        "impostor_pairs": int(impostor.size),
-        "genuine_pairs": int(genuine.size),
+        "photos": result.photos,
+        "impostor_pairs": result.impostor_pairs,
+        "genuine_pairs": result.genuine_pairs,
     }
-    for band, fmr in FMRS.items():
-        edge = float(np.quantile(impostor, 1 - fmr))
+    for band, edge in result.edges.items():
         report[band] = {
-            "fmr": fmr,
-            "min_similarity": round(edge, 4),
-            "tmr": round(float(np.mean(genuine >= edge)), 4),
+            "fmr": edge.fmr,
+            "min_similarity": round(edge.min_similarity, 4),
+            "tmr": None if edge.tmr is None else round(edge.tmr, 4),
         }
     print(json.dumps(report, indent=None if args.json else 2))
 
