@@ -6,27 +6,42 @@ registry's listed files are kept, each checked against its sha256 before it is m
 A file is checked again the first time a process loads it, so a file changed on disk is refused
 rather than run. pip packages (dlib's weights) are checked where pip put them.
 
+A brought model (:data:`~countenance.vision.registry.BROUGHT`) has no package: its one file
+comes from the operator with the sha256 they obtained it with. It is copied into a 0700
+folder of its own, checked there (sha256, pinned sha256 where known, ONNX input and output
+shapes), renamed into place and pinned in a lock file beside it (``lock.json``), which every
+later load checks the file against and which holds the bands ``models calibrate`` measured.
+Nothing touches the network.
+
 Example::
 
     store = ModelStore(Path("~/.local/share/countenance/models").expanduser())
     store.install("faceplugin")                  # runs npm pack, checks, writes
     path = store.path("faceplugin", "model/fr_feature.onnx")
+    store.install_brought("sface", Path("face_recognition_sface_2021dec.onnx"), sha256=hex)
+    store.brought_path("sface")                  # checked against the lock's sha256
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
 import hashlib
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from countenance.errors import BackendUnavailable, InvalidArgument
-from countenance.vision.registry import PACKAGES, ModelFile, Package
+from countenance.errors import BackendUnavailable, InvalidArgument, PolicyDenied
+from countenance.types import Bands
+from countenance.vision.registry import BROUGHT, PACKAGES, BroughtModel, ModelFile, Package
 
 if TYPE_CHECKING:
     from countenance.config import Settings
@@ -38,6 +53,62 @@ class ModelMissing(BackendUnavailable):
     """A model file is not installed, or does not match its pinned sha256."""
 
     code = "model_missing"
+
+
+class ModelNotCalibrated(ModelMissing):
+    """A brought model without bands of its own yet: ``countenance models calibrate`` them."""
+
+    code = "model_not_calibrated"
+
+
+class LicenceNotAccepted(PolicyDenied):
+    """A model whose licence must be accepted explicitly (``--accept-licence``) was not."""
+
+    code = "licence_not_accepted"
+
+
+LOCK_FILE = "lock.json"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class BroughtLock:
+    """What installing a brought model recorded beside its file (``lock.json``): the sha256
+    every load checks the file against, who installed it and when, the licence they accepted,
+    and once calibrated, the bands of its space and how they were measured.
+
+    Example: ``store.lock("sface").bands  # None until calibrated``.
+    """
+
+    name: str
+    file: str
+    sha256: str
+    size: int
+    installed_at: str
+    installed_by: str
+    accepted_licence: str | None = None
+    bands: Bands | None = None
+    calibration: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["bands"] = None if self.bands is None else asdict(self.bands)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BroughtLock:
+        bands = data.get("bands")
+        return cls(
+            name=str(data["name"]),
+            file=str(data["file"]),
+            sha256=str(data["sha256"]),
+            size=int(data["size"]),
+            installed_at=str(data["installed_at"]),
+            installed_by=str(data["installed_by"]),
+            accepted_licence=data.get("accepted_licence"),
+            bands=None if bands is None else Bands(**{k: float(v) for k, v in bands.items()}),
+            calibration=data.get("calibration"),
+        )
 
 
 def default_model_dir() -> Path:
@@ -141,6 +212,148 @@ class ModelStore:
                 shutil.rmtree(fresh, ignore_errors=True)
         return target
 
+    # brought models ------------------------------------------------------------------------
+
+    def lock(self, name: str) -> BroughtLock | None:
+        """The lock file of brought model ``name``, or None where it is not installed."""
+        model = brought_model(name)
+        path = self.root / model.folder / LOCK_FILE
+        if not path.is_file():
+            return None
+        try:
+            return BroughtLock.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelMissing(
+                f"{path} cannot be read ({exc}): reinstall with"
+                f" `countenance models install {name} --from FILE --sha256 HEX`"
+            ) from exc
+
+    def brought_path(self, name: str) -> Path:
+        """The installed file of brought model ``name``, checked against the sha256 its lock
+        file pins (and the registry's pin, where known), its licence accepted."""
+        model = brought_model(name)
+        lock = self.lock(name)
+        if lock is None:
+            raise ModelMissing(_not_brought_message(model))
+        if model.sha256 is not None and lock.sha256 != model.sha256:
+            raise ModelMissing(
+                f"{self.root / model.folder / LOCK_FILE} pins another file than the"
+                f" {model.title} file pinned here: reinstall it"
+            )
+        if model.accept is not None and lock.accepted_licence != model.accept:
+            require_licence(model, None)
+        path = self.root / model.folder / model.file
+        if not path.is_file():
+            raise ModelMissing(f"{path} is missing: {_not_brought_message(model)}")
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _CHECKED:
+            if stat.st_size != lock.size or sha256_of(path) != lock.sha256:
+                raise ModelMissing(
+                    f"{path} does not match the sha256 its lock file pins ({lock.sha256}):"
+                    f" it changed after it was installed. Reinstall it with"
+                    f" `countenance models install {name} --from FILE --sha256 HEX`"
+                )
+            _CHECKED.add(key)
+        return path
+
+    def calibrated(self, name: str) -> BroughtLock:
+        """The lock of brought model ``name``, installed, checked and calibrated; refused
+        with what to run where it is not."""
+        self.brought_path(name)
+        lock = self.lock(name)
+        if lock is None or lock.bands is None:
+            raise ModelNotCalibrated(
+                f"{name} has no similarity bands yet: each model's space needs its own,"
+                f" measured on impostor pairs. Run `countenance models calibrate {name}"
+                " --photos DIR` on a labelled folder (manifest.csv with path,identity) first"
+            )
+        return lock
+
+    def install_brought(
+        self, name: str, source: Path, *, sha256: str, accept_licence: str | None = None
+    ) -> Path:
+        """Install the operator's file ``source`` as brought model ``name``; returns where.
+
+        ``sha256`` is the hash the operator obtained the file with. Refused, with the model
+        directory left as it was: a licence that needs accepting and was not
+        (``accept_licence``), a ``sha256`` that is not the file's or not the pinned one, an
+        ONNX file whose input or output is not the entry's. The checks run on the copy in the
+        model's folder (what is checked is what runs), which is then renamed into place.
+        Reinstalling the same file keeps its bands."""
+        from countenance.vision.onnx.arcface import check_shapes
+
+        model = brought_model(name)
+        require_licence(model, accept_licence)
+        stated = sha256.strip().lower()
+        if not _HEX64.fullmatch(stated):
+            raise InvalidArgument(f"--sha256 must be 64 hex digits, not {sha256!r}")
+        if model.sha256 is not None and stated != model.sha256:
+            raise ModelMissing(
+                f"the sha256 stated, {stated}, is not that of the {model.title} file pinned"
+                f" here ({model.sha256}): this is another file"
+            )
+        if not source.is_file():
+            raise InvalidArgument(f"{source}: no such file")
+        size = source.stat().st_size
+        if model.size is not None and size != model.size:
+            raise ModelMissing(
+                f"{source} is {size:,} bytes; the {model.title} file pinned here is"
+                f" {model.size:,}: this is another file"
+            )
+        try:
+            old = self.lock(name)
+        except ModelMissing:  # an unreadable lock is what a reinstall replaces
+            old = None
+        folder = self.root / model.folder
+        _private_dir(folder)
+        handle, staged_name = tempfile.mkstemp(prefix=f".{model.file}.", dir=folder)
+        staged = Path(staged_name)  # mkstemp makes it 0600
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(handle, "wb") as out, source.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            got = digest.hexdigest()
+            if got != stated:
+                raise ModelMissing(
+                    f"{source}: its sha256 is {got}, not the {stated} stated: it is not the"
+                    " file you obtained (damaged or replaced)"
+                )
+            check_shapes(model, staged)
+            target = folder / model.file
+            os.replace(staged, target)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        keep = old is not None and old.sha256 == got
+        lock = BroughtLock(
+            name=name,
+            file=model.file,
+            sha256=got,
+            size=size,
+            installed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            installed_by=_os_user(),
+            accepted_licence=model.accept,
+            bands=old.bands if keep and old else None,
+            calibration=old.calibration if keep and old else None,
+        )
+        _write_private(folder / LOCK_FILE, _lock_bytes(lock))
+        return target
+
+    def record_bands(self, name: str, bands: Bands, calibration: dict[str, Any]) -> BroughtLock:
+        """Store ``bands`` (and how they were measured) in brought model ``name``'s lock."""
+        self.brought_path(name)  # the bands belong to the file the lock pins: check it is
+        lock = self.lock(name)
+        if lock is None:
+            raise ModelMissing(_not_brought_message(brought_model(name)))
+        lock = replace(lock, bands=bands, calibration=calibration)
+        _write_private(self.root / brought_model(name).folder / LOCK_FILE, _lock_bytes(lock))
+        return lock
+
 
 def _package(name: str) -> Package:
     try:
@@ -148,6 +361,65 @@ def _package(name: str) -> Package:
     except KeyError:
         known = ", ".join(sorted(PACKAGES))
         raise InvalidArgument(f"unknown model package {name!r}: use one of {known}") from None
+
+
+def brought_model(name: str) -> BroughtModel:
+    """The registry entry of brought model ``name``; an unknown name lists the known ones."""
+    try:
+        return BROUGHT[name]
+    except KeyError:
+        known = ", ".join(sorted(BROUGHT))
+        raise InvalidArgument(f"unknown brought model {name!r}: use one of {known}") from None
+
+
+def require_licence(model: BroughtModel, accepted: str | None) -> None:
+    """Refuse ``model`` unless its licence needs no acceptance or ``accepted`` names it."""
+    if model.accept is None or accepted == model.accept:
+        return
+    raise LicenceNotAccepted(
+        f"{model.title} is licensed for {model.licence}. {model.terms}. To install or use it"
+        f" under those terms, accept them explicitly: --accept-licence {model.accept}"
+    )
+
+
+def _not_brought_message(model: BroughtModel) -> str:
+    return (
+        f"{model.name} is not installed: bring {model.file} from {model.obtained} and run"
+        f" `countenance models install {model.name} --from {model.file} --sha256 HEX` with"
+        " the sha256 you obtained it with"
+    )
+
+
+def _private_dir(folder: Path) -> None:
+    """``folder`` and its parent (``brought/``), created if need be, readable by us alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (folder.parent, folder):
+        path.chmod(0o700)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` whole or not at all: a 0600 temporary file beside it, renamed."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _lock_bytes(lock: BroughtLock) -> bytes:
+    return (json.dumps(lock.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return f"uid:{os.getuid()}"
 
 
 def _missing_message(package: Package, path: Path) -> str:

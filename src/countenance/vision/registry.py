@@ -9,6 +9,12 @@ Model files are never fetched from a hub: they come from a package pinned by nam
 version, and every file's sha256 is checked when it is installed and again when it is
 loaded (see :mod:`countenance.vision.models`).
 
+Stronger embedders that no package ships (:data:`BROUGHT`: AuraFace-v1, OpenCV's SFace,
+InsightFace's buffalo_l) are brought by the operator: ``countenance models install NAME --from
+FILE --sha256 HEX`` checks the file and records its pin, and ``countenance models calibrate``
+measures their bands on the operator's labelled photos. They run behind the default
+pipeline's detector and landmarks, so only the embedder changes.
+
 Example::
 
     spec = PIPELINES["faceplugin"]
@@ -133,7 +139,7 @@ PACKAGES: dict[str, Package] = {
     ),
 }
 
-Factory = Callable[["Settings", "ModelStore"], "FacePipeline"]
+Factory = Callable[..., "FacePipeline"]  # (settings, store, *PipelineSpec.args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +151,14 @@ class PipelineSpec:
     summary: str
     space: EmbeddingSpace
     packages: tuple[str, ...]
-    factory: str  # "module:function" taking (settings, store), imported on load
+    factory: str  # "module:function" taking (settings, store, *args), imported on load
     accuracy: str
+    args: tuple[str, ...] = ()
 
     def load(self, settings: Settings, store: ModelStore) -> FacePipeline:
         module, _, function = self.factory.partition(":")
         make: Factory = getattr(importlib.import_module(module), function)
-        return make(settings, store)
+        return make(settings, store, *self.args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,20 +255,215 @@ PIPELINES: dict[str, PipelineSpec] = {
 DEFAULT = "faceplugin"
 
 
+@dataclass(frozen=True, slots=True)
+class Preprocessing:
+    """How an embedder's input is made from the 112 x 112 crop aligned on insightface's
+    five-point template: ``(pixel - mean) / std`` as float32, channels in ``channels`` order,
+    NCHW with a batch of one; ``mirror`` adds the embedding of the crop's mirror image before
+    normalising, as :class:`~countenance.vision.onnx.faceplugin.FrEmbedder` does.
+
+    Example: ``Preprocessing("RGB", 127.5, 127.5).describe()``.
+    """
+
+    channels: str  # "RGB" or "BGR"
+    mean: float
+    std: float
+    size: int = 112
+    mirror: bool = True
+
+    def describe(self) -> str:
+        """One line, e.g. ``NCHW 1x3x112x112 float32, RGB, (x - 127.5) / 127.5, + mirror``."""
+        s = self.size
+        scale = (
+            "raw 0..255 (no mean, no scale)"
+            if (self.mean, self.std) == (0.0, 1.0)
+            else f"(x - {self.mean:g}) / {self.std:g}"
+        )
+        mirror = ", + mirror" if self.mirror else ""
+        return (
+            f"NCHW 1x3x{s}x{s} float32, {self.channels}, {scale}{mirror}; ArcFace five-point"
+            f" similarity alignment to {s}x{s}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layout": "NCHW",
+            "size": self.size,
+            "channels": self.channels,
+            "mean": self.mean,
+            "std": self.std,
+            "mirror": self.mirror,
+            "alignment": "arcface5 similarity (insightface template)",
+            "text": self.describe(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BroughtModel:
+    """An embedder no package ships, so the operator brings its file: its exact
+    preprocessing, the shapes its ONNX file must have, and its licence.
+
+    ``sha256`` and ``size`` pin the file where a public record of them is known; the operator
+    states the sha256 they obtained with the file in any case, and the install refuses a file
+    that matches neither. ``accept`` names the licence an operator must accept explicitly
+    (``--accept-licence``) to install or use it; ``terms`` is its gist, quoted on refusal.
+
+    Example: ``BROUGHT["sface"].preprocessing.describe()``.
+    """
+
+    name: str
+    title: str
+    file: str  # the file's name as its publisher ships it (and as installed)
+    obtained: str  # where operators get it, in words: no host is named
+    licence: str
+    training_data: str
+    dim: int
+    preprocessing: Preprocessing
+    evidence: str  # where the preprocessing facts come from
+    space_model: str  # the EmbeddingSpace model name of its vectors
+    sha256: str | None = None
+    size: int | None = None  # bytes
+    accept: str | None = None
+    terms: str | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, 3, self.preprocessing.size, self.preprocessing.size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (1, self.dim)
+
+    @property
+    def folder(self) -> str:
+        """Its folder in the model directory, e.g. ``brought/auraface``."""
+        return f"brought/{self.name}"
+
+
+_INSIGHTFACE_EVIDENCE = (
+    "insightface's ArcFaceONNX (model_zoo/arcface_onnx.py) feeds these files through"
+    " cv2.dnn.blobFromImages(crop, 1/127.5, (112, 112), (127.5,) * 3, swapRB=True): an OpenCV"
+    " BGR crop made RGB, (x - 127.5) / 127.5 (it falls back to mean 0, std 1 only for graphs"
+    " that begin with their own Sub and Mul nodes), aligned by norm_crop to the template used"
+    " here"
+)
+
+BROUGHT: dict[str, BroughtModel] = {
+    m.name: m
+    for m in (
+        BroughtModel(
+            name="auraface",
+            title="AuraFace-v1 (fal), ResNet-100, 512-d",
+            file="glintr100.onnx",
+            obtained="the AuraFace-v1 release by fal (its glintr100.onnx)",
+            licence="Apache-2.0 (fal's model card)",
+            training_data="not named: fal describes it as a commercially usable dataset",
+            dim=512,
+            preprocessing=Preprocessing("RGB", 127.5, 127.5),
+            evidence=_INSIGHTFACE_EVIDENCE + "; fal's own example loads it with insightface",
+            space_model="auraface_v1_glintr100",
+            # the file's Git LFS object at revision af6d057c of fal's release, as several
+            # independent projects pin it
+            sha256="a7933ea5330113b01c9b60351d8f4c33003f145d8470ac5f0e52ee2effe25c60",
+            size=260_694_151,
+        ),
+        BroughtModel(
+            name="sface",
+            title="OpenCV Zoo SFace (2021dec), 128-d",
+            file="face_recognition_sface_2021dec.onnx",
+            obtained="OpenCV Zoo's face_recognition_sface folder (its 2021dec fp32 file)",
+            licence="Apache-2.0 (the OpenCV Zoo folder: all its files)",
+            training_data="not documented in the OpenCV Zoo folder",
+            dim=128,
+            preprocessing=Preprocessing("RGB", 0.0, 1.0),
+            evidence="OpenCV's FaceRecognizerSF::feature (objdetect/src/face_recognize.cpp):"
+            " dnn::blobFromImage(aligned, 1, Size(112, 112), Scalar(0, 0, 0), swapRB=true):"
+            " raw pixel values, no mean or scale, BGR swapped to RGB; alignCrop warps by the"
+            " least-squares similarity onto the same five-point template",
+            space_model="opencv_sface_2021dec",
+            # the Git LFS object OpenCV Zoo serves today (an older 24 MB object of the same
+            # name, f6abbfff..., is not accepted)
+            sha256="0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
+            size=38_696_353,
+        ),
+        BroughtModel(
+            name="buffalo_l",
+            title="InsightFace buffalo_l recogniser w600k_r50 (ResNet-50), 512-d",
+            file="w600k_r50.onnx",
+            obtained="InsightFace's buffalo_l model pack, release v0.7 (its w600k_r50.onnx)",
+            licence="non-commercial research only (InsightFace's terms for its pretrained models)",
+            training_data="WebFace600K (per the file's name and InsightFace's model zoo)",
+            dim=512,
+            preprocessing=Preprocessing("RGB", 127.5, 127.5),
+            evidence=_INSIGHTFACE_EVIDENCE,
+            space_model="insightface_w600k_r50",
+            # as pinned from the v0.7 pack by several independent projects
+            sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+            size=174_383_860,
+            accept="non-commercial",
+            terms="InsightFace: the pretrained models it provides are available for"
+            " non-commercial research purposes only, auto-downloaded or downloaded by hand",
+        ),
+    )
+}
+
+
+def brought_space(
+    model: BroughtModel, sha256: str | None = None, bands: Bands | None = None
+) -> EmbeddingSpace:
+    """The space of ``model``'s vectors from the file with ``sha256`` (default: its pin).
+    The file's hash is part of the version, so two files brought under one name never share
+    a space (nor bands)."""
+    digest = sha256 or model.sha256
+    version = digest[:12] if digest else "unpinned"
+    if model.preprocessing.mirror:
+        version += "+mirror"
+    return EmbeddingSpace(model.space_model, version, model.dim, bands=bands)
+
+
+def _brought_spec(model: BroughtModel) -> PipelineSpec:
+    return PipelineSpec(
+        name=model.name,
+        summary=f"{model.title}, brought by the operator, behind faceplugin's RFB-320 detector"
+        " (dlib CNN fallback), 68->5 landmarks and SSR-Net age",
+        space=brought_space(model),  # without bands: space_of reads them from its lock file
+        packages=("faceplugin", "dlib"),
+        factory="countenance.vision.onnx.pipelines:brought_pipeline",
+        accuracy="not measured here: `countenance models calibrate` measures its bands on"
+        " the operator's labelled photos",
+        args=(model.name,),
+    )
+
+
+BROUGHT_PIPELINES = {name: _brought_spec(m) for name, m in BROUGHT.items()}
+
+
 def pipeline_spec(name: str) -> PipelineSpec:
-    """The registered pipeline ``name``; an unknown name lists the known ones."""
-    try:
-        return PIPELINES[name]
-    except KeyError:
-        known = ", ".join(sorted(PIPELINES))
-        raise InvalidArgument(f"unknown model {name!r}: use one of {known}") from None
+    """The registered pipeline ``name`` (shipped or brought); an unknown name lists the known
+    ones."""
+    spec = PIPELINES.get(name) or BROUGHT_PIPELINES.get(name)
+    if spec is None:
+        known = ", ".join(sorted({*PIPELINES, *BROUGHT}))
+        raise InvalidArgument(f"unknown model {name!r}: use one of {known}")
+    return spec
 
 
 def space_of(name: str, settings: Settings) -> EmbeddingSpace:
-    """The space (with its bands) that pipeline ``name`` embeds into under ``settings``."""
+    """The space (with its bands) that pipeline ``name`` embeds into under ``settings``.
+
+    A brought model's space is that of the file installed in ``settings``' model directory,
+    with the bands ``countenance models calibrate`` stored beside it (none until then)."""
     spec = pipeline_spec(name)
     if spec.name == "dlib":  # its views are a setting, and each count is a space of its own
         return dlib_space(settings.embed_views)
+    if spec.name in BROUGHT:
+        from countenance.vision.models import ModelStore
+
+        lock = ModelStore.from_settings(settings).lock(spec.name)
+        model = BROUGHT[spec.name]
+        if lock is None:
+            return brought_space(model)
+        return brought_space(model, lock.sha256, lock.bands)
     return spec.space
 
 
@@ -271,6 +473,11 @@ def settings_for(space: EmbeddingSpace, settings: Settings) -> Settings | None:
     for name in PIPELINES:
         for views in (settings.embed_views, 1, 4):
             candidate = settings.replace(model=name, embed_views=views)
+            if space_of(name, candidate) == space:
+                return candidate
+    for name, model in BROUGHT.items():
+        if space.model == model.space_model:
+            candidate = settings.replace(model=name)
             if space_of(name, candidate) == space:
                 return candidate
     return None

@@ -4,6 +4,7 @@ Example::
 
     pipeline = faceplugin_pipeline(settings, ModelStore.from_settings(settings))
     faces = pipeline.analyse(rgb)
+    auraface = brought_pipeline(settings, store, "auraface")   # once installed and calibrated
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from countenance.errors import InvalidArgument
 from countenance.ports import Detector, Embedder, Landmarker
 from countenance.vision.pipeline import FacePipeline, load_age_estimator
-from countenance.vision.registry import COMPONENTS, space_of
+from countenance.vision.registry import BROUGHT, COMPONENTS, space_of
 
 if TYPE_CHECKING:
     from countenance.config import Settings
@@ -32,6 +33,38 @@ def faceplugin_pipeline(settings: Settings, store: ModelStore) -> FacePipeline:
     if embedder.space != banded:
         raise InvalidArgument(f"fr_feature embeds into {embedder.space.key}, not {banded.key}")
     embedder.space = banded  # the registry's copy carries the calibrated bands
+    return FacePipeline(
+        primary,
+        embedder,
+        fallback=fallback,
+        landmarker=landmarker,
+        min_face_px=settings.min_face_px,
+        min_sharpness=settings.min_sharpness,
+        age_estimator=load_age_estimator(settings, store, default="ssrnet"),
+        adult_age=settings.min_age + settings.age_margin,
+    )
+
+
+def brought_pipeline(
+    settings: Settings, store: ModelStore, name: str, *, require_bands: bool = True
+) -> FacePipeline:
+    """The default pipeline with brought model ``name``'s embedder in place of
+    ``fr_feature``: the same detectors, landmarks and age estimator, the entry's own
+    preprocessing. Refused unless the file matches its lock (and the licence was accepted);
+    with ``require_bands``, also until ``countenance models calibrate`` gave it bands
+    (calibration itself loads it without)."""
+    from countenance.vision.onnx.arcface import ArcFaceEmbedder
+    from countenance.vision.onnx.runtime import Runtime
+
+    model = BROUGHT[name]
+    if require_bands:
+        store.calibrated(name)
+    path = store.brought_path(name)
+    space = space_of(name, settings)
+    runtime = Runtime.choose(settings.device, settings.model_threads)
+    embedder = ArcFaceEmbedder(path, runtime, model.preprocessing, space)
+    primary, fallback = _detectors(settings, store)
+    landmarker: Landmarker = COMPONENTS["fr_landmark"].load(settings, store)
     return FacePipeline(
         primary,
         embedder,
