@@ -54,8 +54,8 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         if load_models or settings.search_workers > 1:
             await run_in_threadpool(state.load_models)
-        # what retention purged when the store opened goes from the uploads folder too
-        await run_in_threadpool(service.sweep_uploads, state)
+        # jobs a stopped server left unfinished run again; the uploads folder is swept
+        await run_in_threadpool(service.resume_jobs, state)
         try:
             yield
         finally:

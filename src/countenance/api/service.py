@@ -24,6 +24,7 @@ from PIL import Image
 from countenance import imaging
 from countenance.api.auth import Principal
 from countenance.api.errors import ApiError
+from countenance.api.jobs import fsync_dir
 from countenance.api.records import photo_dates
 from countenance.api.state import ServerState
 from countenance.catalog import schema as s
@@ -35,6 +36,8 @@ from countenance.types import IngestSummary
 log = logging.getLogger("countenance.api")
 
 WRITE_WAIT_SECONDS = 30.0
+UPLOAD_ACTION = "upload"  # audit action of uploads: ops receive, resume, interrupted, discard
+SERVER_ACTOR = "server"  # the actor of what the server does on its own (start-up, sweeps)
 
 
 @contextlib.contextmanager
@@ -137,7 +140,12 @@ def uploads_dir(state: ServerState) -> Path:
 def upload(
     state: ServerState, principal: Principal, source: str, files: list[tuple[str | None, BinaryIO]]
 ) -> dict[str, Any]:
-    """Save uploaded photos under the data directory and start an ingest job on them."""
+    """Save uploaded photos under the data directory and start an ingest job on them.
+
+    The files are on disk (flushed) and the job recorded before it is queued, so a server
+    stopped from then on resumes it at its next start; the upload is audited (``upload``,
+    op ``receive``) before the job starts.
+    """
     if not files:
         raise InvalidArgument("send one or more photos as multipart field 'photos'")
     info = state.engine.catalog.get_source(source)  # NotFound for an unknown source
@@ -146,17 +154,29 @@ def upload(
     job = state.jobs.receive(source, actor=principal.name)
     folder = uploads_dir(state) / str(info.id) / job.id
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         saved: list[Path] = []
         for n, (filename, fh) in enumerate(files):
             path = folder / safe_name(filename, n)
             with path.open("wb") as out:
                 while chunk := fh.read(1 << 20):
                     out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
             saved.append(_with_image_suffix(path))
+        fsync_dir(folder)  # the new names (and renames) too
     except OSError as exc:
         state.jobs.fail(job, f"cannot save the upload: {exc.strerror or exc}")
         raise BackendError(f"cannot save the upload: {exc.strerror or exc}") from exc
+    try:
+        state.engine.audit.append(
+            actor=principal.name,
+            action=UPLOAD_ACTION,
+            details={"op": "receive", "job": job.id, "source": source, "files": len(saved)},
+        )
+    except BackendError as exc:
+        state.jobs.fail(job, str(exc))  # never started, so the sweep may take its files
+        raise
     return state.jobs.start(job, saved).to_json()
 
 
@@ -179,10 +199,20 @@ def _with_image_suffix(path: Path) -> Path:
     return path.rename(path.with_name(path.name + suffix))
 
 
-def sweep_uploads(state: ServerState) -> int:
+# Why the sweep deleted a job folder's files (audit action "upload", op "discard"), by what
+# the server knows of the job: it ended, it failed (or was cut off while being received), or
+# no job of that name is remembered (older than the jobs kept, or from before jobs were kept).
+DISCARD_REASONS = {"ended": "not_stored", "failed": "job_failed", "unknown": "no_job"}
+
+
+def sweep_uploads(state: ServerState, actor: str | None = None) -> int:
     """Delete uploaded files that no stored photo refers to: erased, retired, excluded,
-    expired, or never stored (a bad file, a duplicate). Files of jobs still receiving, queued
-    or running are left alone. Returns how many were deleted.
+    expired, or never stored (a bad file, a duplicate, a failed job). Files of jobs still
+    receiving, queued or running are left alone. Returns how many were deleted.
+
+    Nothing goes unrecorded: before the files go, one audit event per reason (action
+    ``upload``, op ``discard``, see :data:`DISCARD_REASONS`) says how many files of which
+    jobs are deleted, with ``actor`` (by default the server itself) as its actor.
 
     An uploaded copy is the server's own, so what erasure removes from the catalog goes
     from the disk too.
@@ -190,26 +220,83 @@ def sweep_uploads(state: ServerState) -> int:
     root = uploads_dir(state)
     if not root.is_dir():
         return 0
-    busy = state.jobs.busy_ids()
+    with state.sweep_lock:
+        folders = [d for d in root.glob("*/*") if d.is_dir()]
+        # what the jobs are, before what is stored: a job that ends after this look stays
+        # busy here, so no photo it stores later can be missing from the stored set below
+        phases = {d: state.jobs.phase(d.name) for d in folders}
+        kept = _stored_uris(state, root)
+        doomed: dict[str, dict[str, list[Path]]] = {}  # reason -> job -> files
+        for job_dir, phase in phases.items():
+            if phase == "busy":
+                continue
+            gone = [p for p in job_dir.iterdir() if p.is_file() and str(p) not in kept]
+            if gone:
+                doomed.setdefault(DISCARD_REASONS[phase], {})[job_dir.name] = gone
+        removed = 0
+        for reason, jobs in sorted(doomed.items()):
+            # recorded first: a crash between the two leaves an event for files still there
+            # (the next sweep records them again), never files gone without one
+            state.engine.audit.append(
+                actor=actor or SERVER_ACTOR,
+                action=UPLOAD_ACTION,
+                details={
+                    "op": "discard",
+                    "reason": reason,
+                    "files": sum(len(f) for f in jobs.values()),
+                    "jobs": {job: len(f) for job, f in sorted(jobs.items())},
+                },
+            )
+            for paths in jobs.values():
+                for path in paths:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        for job_dir in folders:
+            with contextlib.suppress(OSError):
+                job_dir.rmdir()  # only when empty
+    if removed:
+        log.info("deleted %d uploaded files no stored photo refers to", removed)
+    return removed
+
+
+def _stored_uris(state: ServerState, root: Path) -> set[str]:
+    """The uploaded files that stored photos refer to."""
     p = s.photos
     prefix = str(root) + os.sep
     with state.engine.catalog.db.connect() as conn:
         # LIKE may match more than the prefix ("_" is a wildcard): startswith decides
         rows = conn.execute(sa.select(p.c.uri).where(p.c.uri.like(prefix + "%"))).scalars()
-        kept = {uri for uri in rows if uri.startswith(prefix)}
-    removed = 0
-    for job_dir in root.glob("*/*"):
-        if not job_dir.is_dir() or job_dir.name in busy:
-            continue
-        for path in job_dir.iterdir():
-            if str(path) not in kept:
-                path.unlink(missing_ok=True)
-                removed += 1
-        with contextlib.suppress(OSError):
-            job_dir.rmdir()  # only when empty
-    if removed:
-        log.info("deleted %d uploaded files no stored photo refers to", removed)
-    return removed
+        return {uri for uri in rows if uri.startswith(prefix)}
+
+
+def resume_jobs(state: ServerState) -> list[dict[str, Any]]:
+    """At start-up: run again the ingest jobs a stopped server left queued or running, and
+    fail those it stopped while receiving; each is audited (``upload``, op ``resume`` or
+    ``interrupted``). The uploads folder is swept in between, when nothing else runs, and
+    keeps the files of the resumed jobs. Returns the jobs it found, as clients see them."""
+    found = state.jobs.recover()
+    for job in found:
+        resumed = job.state == "queued"
+        state.engine.audit.append(
+            actor=SERVER_ACTOR,
+            action=UPLOAD_ACTION,
+            details={
+                "op": "resume" if resumed else "interrupted",
+                "job": job.id,
+                "source": job.source,
+                "by": job.actor,
+                "files": len(job.files),
+                "done": job.done,  # as last recorded; the ingest skips what it stored
+            },
+        )
+        if resumed:
+            log.info("resuming ingest job %s (%d files)", job.id, len(job.files))
+        else:
+            log.warning("ingest job %s was cut off while its files were received", job.id)
+    # what retention purged when the store opened goes from the uploads folder too
+    sweep_uploads(state)
+    state.jobs.resume()
+    return [job.to_json() for job in found]
 
 
 def run_ingest(

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from countenance.api.jobs import Jobs
+from countenance.api.jobs import Jobs, JobStore
 from countenance.api.metrics import Metrics
 from countenance.catalog.keys import KeyStore
 from countenance.config import Settings
@@ -147,6 +147,8 @@ class ServerState:
     keys: KeyStore
     limiter: RateLimiter
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    # one sweep of the uploads folder at a time: each deleted file is audited exactly once
+    sweep_lock: threading.Lock = field(default_factory=threading.Lock)
     jobs: Jobs = field(init=False)
     metrics: Metrics = field(init=False)
     # photos whose faces each actor was shown by a search: what an investigator may view
@@ -186,6 +188,7 @@ class ServerState:
                 summary.photos, summary.faces, sum(summary.bad_files.values())
             ),
             after=lambda: service.sweep_uploads(state),
+            store=JobStore(engine.data_dir / "jobs"),  # recovered at start-up (create_app)
         )
         state.metrics = Metrics(engine.index.count, state.jobs.running)
         return state
