@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import getpass
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,23 +29,23 @@ from typing import Any
 import numpy as np
 
 from countenance import imaging
-from countenance.catalog.collect import FetchCache, copies_of, duplicate_count
+from countenance.catalog.audit import AuditLog
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import SqlCatalog
 from countenance.config import Settings
+from countenance.core import WriteCore
 from countenance.errors import (
     BackendError,
     InvalidArgument,
     NoFaceFound,
-    PolicyDenied,
     SpaceMismatch,
 )
 from countenance.governance import controls
-from countenance.governance.audit import AuditLog
 from countenance.governance.controls import ErasureReceipt
+from countenance.governance.policy import Policy
 from countenance.index import open_index
 from countenance.ingest import worker_count
-from countenance.ingestion import ProgressCallback, run_ingest, suppressed
+from countenance.ingestion import ProgressCallback, run_ingest
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
 from countenance.reembed import Guard, SwitchReport
 from countenance.scoring import Bands, bands_for
@@ -103,22 +101,39 @@ class Engine:
             self.settings = settings = self._store_settings(settings)
         else:  # worker processes (ingest, the server's pool) load the same pipeline by name
             self.settings = settings = settings_for(pipeline.space, settings) or settings
-        self.space: EmbeddingSpace = (
-            pipeline.space if pipeline else space_of(settings.model, settings)
+        space = pipeline.space if pipeline else space_of(settings.model, settings)
+        self.bands: Bands = bands_for(space)
+        if self.catalog.current_space() != space:
+            self.catalog.activate(space)  # a new store: its first space is its own
+        index, self.repair = self._repaired_index(space)
+        self.core = WriteCore(
+            self.data_dir,
+            self.catalog,
+            self.audit,
+            space,
+            index,
+            self.bands,
+            repair=lambda: self._repaired_index(self.core.space)[0],
         )
-        self.bands: Bands = bands_for(self.space)
-        if self.catalog.current_space() != self.space:
-            self.catalog.activate(self.space)  # a new store: its first space is its own
-        self.index, self.repair = self._open_index()
-        self._templates = self.catalog.suppression_templates(self.space)[1:]
+        self.policy = Policy(self.core, self.settings)
         self.guard = Guard(self)
         self.retention_run()
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The space the store's faces are embedded in (its model's)."""
+        return self.core.space
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector index of the store's space, following the catalog."""
+        return self.core.index
 
     # lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
         """Save the index and release the catalog."""
-        self._save_index()
+        self.core.save_index()
         self.catalog.close()
 
     def __enter__(self) -> Engine:
@@ -182,12 +197,13 @@ class Engine:
         """Take the space a switch completed: its settings, pipeline and index; the old
         space's index files go (its faces are gone from the catalog)."""
         old = self.space
-        self.settings, self.space, self.bands = settings, space, bands_for(space)
-        self._pipeline, self.index = pipeline, index
-        self._save_index()
+        self.settings, self.bands = settings, bands_for(space)
+        self.core.adopt(space, index, self.bands)
+        self.policy = Policy(self.core, settings)
+        self._pipeline = pipeline
+        self.core.save_index()
         for path in self._index_dir().glob(f"{old.key}.*"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-        self._templates = self.catalog.suppression_templates(self.space)[1:]
         self.guard.refresh()
 
     # sources -------------------------------------------------------------------------------
@@ -215,33 +231,33 @@ class Engine:
         """
         if jurisdiction is not None:
             jurisdiction = iso3166(jurisdiction)
-        info = self.catalog.add_source(
-            SourceInfo(
-                name=name,
-                lawful_basis=basis,
-                kind=kind,
-                jurisdiction=jurisdiction,
-                consent_ref=consent_ref,
-                licence=licence,
-                retention_days=retention_days,
-                minors=minors,
-                adults_only=adults_only,
+        declared = SourceInfo(
+            name=name,
+            lawful_basis=basis,
+            kind=kind,
+            jurisdiction=jurisdiction,
+            consent_ref=consent_ref,
+            licence=licence,
+            retention_days=retention_days,
+            minors=minors,
+            adults_only=adults_only,
+        )
+        with self.core.change() as change:
+            info = self.catalog.add_source(declared, conn=change.conn)
+            change.record(
+                actor=actor or _os_user(),
+                action="source",
+                details={
+                    "op": "add",
+                    "source": name,
+                    "lawful_basis": basis,
+                    "jurisdiction": jurisdiction,
+                    "consent_ref": consent_ref,
+                    "retention_days": retention_days,
+                    "minors": minors,
+                    "adults_only": adults_only,
+                },
             )
-        )
-        self.audit.append(
-            actor=actor or _os_user(),
-            action="source",
-            details={
-                "op": "add",
-                "source": name,
-                "lawful_basis": basis,
-                "jurisdiction": jurisdiction,
-                "consent_ref": consent_ref,
-                "retention_days": retention_days,
-                "minors": minors,
-                "adults_only": adults_only,
-            },
-        )
         return info
 
     def sources(self) -> list[SourceInfo]:
@@ -251,34 +267,22 @@ class Engine:
     def retire_source(self, name: str, *, actor: str | None = None) -> dict[str, int]:
         """Retire a source: delete its photos and faces from the catalog and the index, and
         refuse further ingest into it. The source's row stays, so the audit log can name it."""
-        info = self.catalog.get_source(name)
-        assert info.id is not None
-        with self._writer_lock():
-            photos, face_ids = self.catalog.delete_photos(source_id=info.id)
-            self.catalog.retire_source(name)
-            self._forget(face_ids)
-        removed = {"photos": photos, "faces": int(face_ids.size)}
-        self.audit.append(
-            actor=actor or _os_user(),
-            action="source",
-            details={"op": "retire", "source": name, **removed},
-        )
-        return removed
+        return controls.retire_source(self.core, name, actor=actor or _os_user())
 
     # governance ----------------------------------------------------------------------------
 
     def exclude(self, code: str, *, reason: str | None = None, actor: str) -> dict[str, Any]:
         """Exclude a jurisdiction (``CA``, ``US-IL``): purge every face whose photo is there,
         refuse its photos at ingest and its principals' searches. Audited."""
-        return controls.exclude(self, code, reason=reason, actor=actor)
+        return controls.exclude(self.core, code, reason=reason, actor=actor)
 
     def allow(self, code: str, *, actor: str) -> bool:
         """Lift an exclusion (what was purged stays purged). Audited."""
-        return controls.allow(self, code, actor=actor)
+        return controls.allow(self.core, code, actor=actor)
 
     def exclusions(self) -> list[dict[str, Any]]:
         """The excluded jurisdictions, with who excluded them, when and why."""
-        return controls.exclusions(self)
+        return controls.exclusions(self.core)
 
     def erase(
         self,
@@ -296,9 +300,16 @@ class Engine:
 
         Example: ``db.erase(photo="selfie.jpg", reason="Art. 17 request 114", actor="dpo")``.
         """
+        chosen = [x is not None for x in (photo, face_id, photo_id, source)]
+        if sum(chosen) != 1:
+            raise InvalidArgument("erase needs exactly one of photo, face_id, photo_id, source")
+        seed = None
+        if photo is not None:
+            face, _ = self._principal_face(photo)
+            seed = face.embedding
         return controls.erase(
-            self,
-            photo=photo,
+            self.core,
+            seed=seed,
             face_id=face_id,
             photo_id=photo_id,
             source=source,
@@ -307,37 +318,44 @@ class Engine:
         )
 
     def export(
-        self, photo: Photo, out_dir: str | os.PathLike[str], *, actor: str
+        self,
+        photo: Photo,
+        out_dir: str | os.PathLike[str],
+        *,
+        actor: str,
+        purpose: str,
+        case: str | None = None,
     ) -> dict[str, Any]:
         """Subject access (GDPR Art. 15): write what is held about the person in ``photo``
-        to ``out_dir`` as JSON and a readable HTML page. Audited; the photo is not kept."""
-        return controls.subject_access(self, photo, out_dir, actor=actor)
+        to ``out_dir`` as JSON and a readable HTML page. A search by photo: it needs a
+        purpose and a case, counts against the actor's rate and is audited as a search;
+        the photo is not kept."""
+        self.policy.authorize(actor=actor, purpose=purpose, case=case)
+        face, digest = self._principal_face(photo)
+        assert face.embedding is not None
+        return controls.subject_access(
+            self.core,
+            face.embedding,
+            digest,
+            Path(out_dir),
+            actor=actor,
+            purpose=purpose,
+            case=case,
+        )
 
     # retention -----------------------------------------------------------------------------
 
     def retention_run(self, *, actor: str | None = None) -> dict[str, int]:
         """Delete every photo, and its faces, past its retention; runs on every open."""
-        now = dt.datetime.now(dt.UTC)
-        photos, face_ids = self.catalog.delete_photos(expired_at=now)
-        removed = {"photos": photos, "faces": int(face_ids.size)}
-        if photos:
-            self._forget(face_ids)
-            self.audit.append(
-                actor=actor or _os_user(), action="retention", details={"op": "purge", **removed}
-            )
-        return removed
+        return controls.retention_run(self.core, actor=actor or _os_user())
 
-    def _expiry(self, info: SourceInfo) -> dt.datetime | None:
+    def expiry(self, info: SourceInfo) -> dt.datetime | None:
+        """When a photo of ``info`` ingested now expires (its retention, capped by the
+        store's), or None."""
         days = [d for d in (info.retention_days, self.settings.max_retention_days) if d]
         if not days:
             return None
         return dt.datetime.now(dt.UTC) + dt.timedelta(days=min(days))
-
-    def _forget(self, face_ids: Ids) -> None:
-        """Take deleted faces out of the index now: no later search may return them."""
-        if face_ids.size:
-            self.index.remove(face_ids)
-            self._save_index()
 
     # ingest --------------------------------------------------------------------------------
 
@@ -358,8 +376,7 @@ class Engine:
         ``.zip``/``.tar``/``.tar.gz`` path an archive (see countenance.sources).
         """
         info = self.catalog.get_source(source)  # a declared source has a lawful basis
-        if info.retired_at is not None:
-            raise PolicyDenied(f"source {source!r} was retired on {info.retired_at}")
+        self.policy.admit_source(info)
         n_workers = worker_count(self.settings.workers if workers is None else workers)
         if n_workers < 1:
             raise InvalidArgument("workers must be at least 1")
@@ -371,11 +388,11 @@ class Engine:
             close = getattr(src, "close", None)
             if callable(close) and not isinstance(photos, Source):
                 stack.callback(close)
-            with self._writer_lock():
+            with self.core.writing():
                 summary = run_ingest(self, src, info, n_workers, progress)
-        totals = summary.to_json()
-        del totals["errors"]
-        self.audit.append(actor=actor or _os_user(), action="ingest", details=totals)
+                totals = summary.to_json()
+                del totals["errors"]
+                self.audit.append(actor=actor or _os_user(), action="ingest", details=totals)
         return summary
 
     def fetcher(self, **overrides: Any) -> Fetcher:
@@ -384,7 +401,7 @@ class Engine:
 
         Example: ``with db.fetcher(allow_private=True) as f: db.ingest(SiteSource(...), ...)``.
         """
-        return Fetcher.from_settings(self.settings, cache=FetchCache(self.catalog.db), **overrides)
+        return Fetcher.from_settings(self.settings, cache=self.catalog.fetch_cache(), **overrides)
 
     # search --------------------------------------------------------------------------------
 
@@ -409,13 +426,12 @@ class Engine:
 
         Example: ``db.search("probe.jpg", actor="alice", purpose="missing person", case="17")``.
         """
-        controls.authorize_search(self, actor, purpose, case)
-        controls.refuse_location(self, location)
         k = self.settings.top if top is None else top
         if not 1 <= k <= 1000:
             raise InvalidArgument("top must be between 1 and 1000")
         if min_similarity is not None and not -1.0 <= min_similarity <= 1.0:
             raise InvalidArgument("min_similarity is a cosine similarity in [-1, 1]")
+        self.policy.authorize(actor=actor, purpose=purpose, case=case, location=location)
         gallery = self.index.count()
         floor = max(
             self._gallery_floor(gallery), min_similarity if min_similarity is not None else -1.0
@@ -426,7 +442,7 @@ class Engine:
             raise NoFaceFound("no usable face found in the probe photo")
         vectors = np.stack([f.embedding for f in faces if f.embedding is not None])
         matches = self._search_vectors(vectors, k, floor)
-        if len(self._templates[0]):
+        if len(self.core.templates[0]):
             matches = self._hide_suppressed(vectors, matches)
         if self.guard:  # an erased person's template from before a model switch
             blocked = self.guard.blocked(rgb, [f.detected.box for f in faces])
@@ -461,11 +477,11 @@ class Engine:
 
     def _hide_suppressed(self, probes: Vectors, matches: list[list[Match]]) -> list[list[Match]]:
         """No lead for a probe of an erased person; no lead that is an erased person's face."""
-        probe_blocked = suppressed(self, probes)
+        probe_blocked = self.policy.suppressed(probes)
         ids = np.asarray(sorted({m.face_id for per in matches for m in per}), dtype=np.int64)
         blocked_ids: set[int] = set()
         for batch_ids, vectors in self.catalog.embeddings(self.space, ids=ids) if ids.size else ():
-            blocked_ids |= {int(i) for i in batch_ids[suppressed(self, vectors)]}
+            blocked_ids |= {int(i) for i in batch_ids[self.policy.suppressed(vectors)]}
         return [
             [] if probe_blocked[q] else [m for m in per if m.face_id not in blocked_ids]
             for q, per in enumerate(matches)
@@ -477,7 +493,7 @@ class Engine:
         gallery = self.index.count()
         sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k + 8)
         rows = self.catalog.face_rows(int(i) for i in np.unique(ids) if i >= 0)
-        copies = copies_of(self.catalog.db, (row.photo_id for row in rows.values()))
+        copies = self.catalog.copies_of((row.photo_id for row in rows.values()), limit=50)
         results = []
         for q in range(len(vectors)):
             matches = []
@@ -556,12 +572,12 @@ class Engine:
             skipped=counts["skipped"],
             index=self.index.kind,
             space=self.space,
-            duplicates=duplicate_count(self.catalog.db),
+            duplicates=self.catalog.duplicate_count(),
         )
 
     def reindex(self) -> int:
         """Rebuild the vector index from the catalog's stored embeddings; returns its size."""
-        with self._writer_lock():
+        with self.core.writing():
             batches = list(self.catalog.embeddings(self.space))
             ids = np.concatenate([i for i, _ in batches]) if batches else np.zeros(0, np.int64)
             vectors = (
@@ -576,7 +592,7 @@ class Engine:
                 self.index.remove(self.index.ids())
                 for batch_ids, vectors in batches:
                     self.index.add(batch_ids, vectors)
-            self._save_index()
+            self.core.save_index()
             return self.index.count()
 
     def _index_dir(self) -> Path:
@@ -593,9 +609,6 @@ class Engine:
             target_recall=self.settings.target_recall,
             uri=self.settings.index_uri,
         )
-
-    def _open_index(self) -> tuple[VectorIndex, RepairReport]:
-        return self._repaired_index(self.space)
 
     def _index_for(self, space: EmbeddingSpace) -> VectorIndex:
         """The index of ``space`` (one a switch is building), agreeing with the catalog."""
@@ -627,25 +640,6 @@ class Engine:
             if isinstance(index, Persistent):
                 index.save()
         return index, RepairReport(rebuilt, int(missing.size), int(extra.size))
-
-    def _save_index(self) -> None:
-        if isinstance(self.index, Persistent):
-            self.index.save()
-
-    @contextlib.contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        """One writer per data directory at a time; readers are never blocked."""
-        with (self.data_dir / ".writer.lock").open("w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise BackendError(
-                    f"another countenance process is writing to {self.data_dir}; try again later"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _os_user() -> str:

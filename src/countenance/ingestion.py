@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from countenance import imaging
-from countenance.catalog.collect import near_duplicate_of, photo_id_of
-from countenance.catalog.governance import covers, iso3166
+from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import PhotoRecord
 from countenance.errors import BadImage, InvalidArgument, NotModified
 from countenance.governance.geo import photo_jurisdiction
+from countenance.governance.policy import EXCLUDED, MINORS
 from countenance.ingest import Analysis, PhotoAnalyser, run_analyses
 from countenance.neardup import Signature, band_probes, bands, same_photo, signature
-from countenance.ports import Item, Source, Vectors
+from countenance.ports import Item, Source
 from countenance.types import IngestSummary, Provenance, SourceInfo
 
 if TYPE_CHECKING:
@@ -82,8 +81,7 @@ def run_ingest(
     started = time.monotonic()
     items = list(src.items())
     summary = IngestSummary(source=info.name, seen=len(items))
-    excluded = [e["code"] for e in engine.catalog.exclusions()]
-    engine._templates = engine.catalog.suppression_templates(engine.space)[1:]
+    engine.core.reload_templates()
     engine.guard.refresh()
     done = 0
     last_save = time.monotonic()
@@ -142,20 +140,21 @@ def run_ingest(
                 tick()
                 continue
             where = where or photo_jurisdiction(data) or info.jurisdiction
-            if any(covers(code, where) for code in excluded):
+            refusal = engine.policy.admit(info, item.provenance, where)
+            if refusal == EXCLUDED:
                 summary.excluded += 1  # nothing of it is stored
                 tick()
                 continue
             h = signature(data, max_pixels=engine.settings.max_pixels)
             pending = _Pending(item.provenance, digest, len(data), where, h)
-            if info.minors or item.provenance.minors:
+            if refusal == MINORS:
                 # a source that may hold minors: the photo is recorded (so it is not
                 # fetched again), its faces are never detected or stored
                 _store(engine, info, pending, Analysis(format="-"), summary, minors=True)
                 tick()
                 continue
             if h is not None:
-                original = near_duplicate_of(engine.catalog.db, h)
+                original = engine.catalog.near_duplicate_of(h)
                 if original is not None:
                     _store(engine, info, pending, Analysis(format="-"), summary, duplicate=original)
                     tick()
@@ -182,20 +181,20 @@ def run_ingest(
             _store(engine, info, tag, analysis, summary)
             tick()
             if time.monotonic() - last_save > engine.settings.index_save_seconds:
-                engine._save_index()
+                engine.core.save_index()
                 last_save = time.monotonic()
         todo = []
         # a fresh batch: a failed original must not send its copies round again
         batch = _BatchHashes()
         for pending, original_digest, item in deferred:
-            original = photo_id_of(engine.catalog.db, original_digest)
+            original = engine.catalog.photo_id_of(original_digest)
             if original is None:  # its original was not stored after all: analyse it
                 todo.append(item)
                 continue
             _store(engine, info, pending, Analysis(format="-"), summary, duplicate=original)
             tick()
         deferred.clear()
-    engine._save_index()
+    engine.core.save_index()
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -215,7 +214,7 @@ def _store(
         )
         return
     faces = analysis.faces
-    blocked = suppressed(engine, [f.embedding for f in faces if f.embedding is not None])
+    blocked = engine.policy.suppressed([f.embedding for f in faces if f.embedding is not None])
     if engine.guard and pending.data is not None and len(blocked):
         # templates of a space the store switched away from: the old model judges the face
         rgb = imaging.decode(pending.data, max_pixels=engine.settings.max_pixels).rgb
@@ -241,7 +240,7 @@ def _store(
     )
     assert info.id is not None
     # the catalog commits first: a crash before the index is saved is repaired on open
-    ids = engine.catalog.add_photo(info.id, engine.space, record, engine._expiry(info))
+    ids = engine.catalog.add_photo(info.id, engine.space, record, engine.expiry(info))
     if ids is None:
         summary.duplicates += 1
         return
@@ -259,15 +258,6 @@ def _store(
         ).astype(np.float32)
         engine.index.add(np.asarray(ids, dtype=np.int64), vectors)
         summary.faces += len(ids)
-
-
-def suppressed(engine: Engine, vectors: list[Vectors] | Vectors) -> npt.NDArray[np.bool_]:
-    """Which vectors match a suppression template at its edge."""
-    templates, edges = engine._templates
-    stacked = np.asarray(vectors, dtype=np.float32).reshape(-1, engine.space.dim)
-    if not len(templates) or not len(stacked):
-        return np.zeros(len(stacked), dtype=bool)
-    return np.asarray(((stacked @ templates.T) >= edges[None, :]).any(axis=1))
 
 
 def bad_file(summary: IngestSummary, name: str, reason: str, message: str) -> None:

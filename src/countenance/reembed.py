@@ -98,7 +98,7 @@ def switch(
         report.complete = True
         return report
     catalog = engine.catalog
-    with engine._writer_lock():
+    with engine.core.writing():
         from_id, to_id = catalog.space_id(engine.space), catalog.space_id(target)
         with catalog.db.begin() as conn:
             spaces.mark(conn, to_id, spaces.BUILDING)

@@ -123,13 +123,28 @@ def test_ingest_search_verify_export_erase(make_client: Any) -> None:
     )
     assert leads[0]["face_id"] in event["result_face_ids"]
 
-    report = client.post(
+    # subject access by photo is a search: refused without a purpose, audited as a search
+    unstated = client.post(
         "/v1/exports",
         headers=auth(keys["auditor"]),
         files={"photo": _file(faces / "joe_biden/biden2.jpg")},
     )
+    assert unstated.status_code == 422, unstated.text
+    report = client.post(
+        "/v1/exports",
+        headers=auth(keys["auditor"]),
+        data={"purpose": "GDPR Art. 15 request", "case": "SAR-9"},
+        files={"photo": _file(faces / "joe_biden/biden2.jpg")},
+    )
     assert report.status_code == 200, report.text
     assert leads[0]["face_id"] in [f["face_id"] for f in report.json()["faces"]]
+    events = client.get("/v1/audit", headers=auth(keys["auditor"]), params={"action": "search"})
+    (sar,) = [e for e in events.json()["events"] if e["details"].get("op")]
+    assert (sar["details"]["op"], sar["purpose"], sar["case_ref"]) == (
+        "subject_access",
+        "GDPR Art. 15 request",
+        "SAR-9",
+    )
 
     receipt = client.post(
         "/v1/erasures",

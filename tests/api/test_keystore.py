@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from countenance.catalog.audit import AuditLog
 from countenance.catalog.keys import KeyStore, key_hash
 from countenance.catalog.sql import SqlCatalog
 from countenance.errors import InvalidArgument, NotFound
-from countenance.governance.audit import AuditLog
 
 
 def test_create_authenticate_revoke(catalog_url: str) -> None:

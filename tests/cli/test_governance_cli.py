@@ -111,7 +111,17 @@ def test_governance_scenario_on_real_faces(tmp_path: Path) -> None:
     # subject access for someone else, then the audit chain, then tampering
     written = json.loads(
         run(
-            data, "export", "--photo", str(others[0]), "--out", str(tmp_path / "sar"), "--json"
+            data,
+            "export",
+            "--photo",
+            str(others[0]),
+            "--out",
+            str(tmp_path / "sar"),
+            "--purpose",
+            "GDPR Art. 15 request",
+            "--case",
+            "SAR-1",
+            "--json",
         ).stdout
     )
     assert written["faces"] >= 1 and Path(written["html"]).is_file()

@@ -74,7 +74,7 @@ def test_a_near_duplicate_is_linked_not_embedded_and_goes_with_its_original(
         also = face.matches[0].to_json()["also_at"]
         assert sorted(Path(a).name for a in also) == ["red-copy.jpg", "red-small.jpg"]
         # subject access lists where the copies were found, in the JSON and the HTML page
-        written = db.export(red, tmp_path / "access", actor="dpo")
+        written = db.export(red, tmp_path / "access", actor="dpo", purpose="Art. 15", case="SAR-1")
         (held,) = json.loads(Path(written["json"]).read_text())["faces"]
         assert sorted(Path(a).name for a in held["also_at"]) == ["red-copy.jpg", "red-small.jpg"]
         page = Path(written["html"]).read_text()

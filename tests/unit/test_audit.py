@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 
 from countenance.catalog import schema
+from countenance.catalog.audit import AuditEvent, AuditLog
+from countenance.catalog.chain import GENESIS_HASH, canonical_hash
 from countenance.catalog.sql import SqlCatalog
 from countenance.errors import BackendError, InvalidArgument
-from countenance.governance.audit import AuditEvent, AuditLog
-from countenance.governance.chain import GENESIS_HASH, canonical_hash
 
 N = 50
 MIDDLE = 25
@@ -457,7 +457,7 @@ def test_export_writes_json_lines_whose_hashes_recompute(db: sa.Engine) -> None:
 
 
 def test_export_filters_and_pages(db: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    import countenance.governance.audit as audit_module
+    import countenance.catalog.audit as audit_module
 
     monkeypatch.setattr(audit_module, "_BATCH", 4)  # several pages of 4
     audit = AuditLog(db)

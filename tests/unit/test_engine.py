@@ -134,10 +134,12 @@ def test_index_layout_settings_reach_the_faiss_index(tmp_path: Path) -> None:
 def test_second_writer_is_refused(tmp_path: Path, folder: Path) -> None:
     from countenance.errors import BackendError
 
-    with open_engine(tmp_path / "data") as db, db._writer_lock():
+    with open_engine(tmp_path / "data") as db, open_engine(tmp_path / "data") as other:
         db.add_source("s", basis="consent")
-        with pytest.raises(BackendError, match="another countenance process"):
+        with other.core.writing(), pytest.raises(BackendError, match="another countenance"):
             db.ingest(folder, source="s")
+        with db.core.writing(), db.core.writing():  # re-entrant in the process that holds it
+            pass
 
 
 def test_public_api_is_pinned() -> None:

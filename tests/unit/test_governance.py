@@ -162,7 +162,9 @@ def test_subject_access_export_lists_faces_sources_and_searches(tmp_path: Path) 
         write(photos, "green.png", block_photo(GREEN))
         db.ingest(photos, source="press")
         hits = db.search(block_photo(RED, 90), **WHO).faces[0].matches
-        written = db.export(block_photo(RED, 80), tmp_path / "out", actor="dpo")
+        written = db.export(
+            block_photo(RED, 80), tmp_path / "out", actor="dpo", purpose="Art. 15", case="SAR-1"
+        )
         assert written["faces"] == 2
         report = json.loads(Path(written["json"]).read_text())
         assert {f["face_id"] for f in report["faces"]} == {m.face_id for m in hits}
@@ -171,7 +173,15 @@ def test_subject_access_export_lists_faces_sources_and_searches(tmp_path: Path) 
         assert report["sources"][0]["lawful_basis"] == "legitimate_interest"
         html = Path(written["html"]).read_text()
         assert "red1.png" in html and "green.png" not in html
-        assert db.audit.events(action="export")[0].details["faces"] == 2
+        # a search by photo: audited as one, with its purpose and case
+        (event,) = [e for e in db.audit.events(action="search") if e.details.get("op")]
+        assert (event.details["op"], event.details["faces"], event.case_ref) == (
+            "subject_access",
+            2,
+            "SAR-1",
+        )
+        with pytest.raises(PolicyDenied, match="a purpose"):
+            db.export(block_photo(RED, 80), tmp_path / "o2", actor="dpo", purpose="", case="c")
 
 
 def test_unit_vectors_stay_unit_in_templates(tmp_path: Path) -> None:

@@ -227,8 +227,11 @@ def export(
     state: State,
     principal: Annotated[Principal, Depends(need("export"))],
     photo: Annotated[UploadFile, File()],
+    purpose: Annotated[str, Form(description="Why the export is made (audited).")],
+    case: Annotated[str | None, Form(description="The request it serves (audited).")] = None,
 ) -> dict[str, Any]:
-    return service.export(state, principal, read_upload(photo))
+    # subject access by photo is a search: purpose, case and the rate limit apply
+    return service.export(state, principal, read_upload(photo), purpose=purpose, case=case)
 
 
 class NewExclusion(BaseModel):

@@ -312,9 +312,11 @@ def run_ingest(
         )
 
 
-def export(state: ServerState, principal: Principal, data: bytes) -> dict[str, Any]:
-    """Subject access: what is held about the person in the photo, as JSON."""
+def export(
+    state: ServerState, principal: Principal, data: bytes, *, purpose: str, case: str | None
+) -> dict[str, Any]:
+    """Subject access: what is held about the person in the photo, as JSON (a search)."""
     with tempfile.TemporaryDirectory(prefix="countenance-export-") as out:
-        state.engine.export(data, out, actor=principal.name)
+        state.engine.export(data, out, actor=principal.name, purpose=purpose, case=case)
         report: dict[str, Any] = json.loads((Path(out) / JSON_NAME).read_text())
     return report

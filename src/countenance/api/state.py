@@ -169,7 +169,7 @@ class ServerState:
             engine = Engine(settings, pipeline=pipeline)
         from countenance.api import service  # it needs this module: import it late
 
-        engine.index = LockedIndex(engine.index)  # type: ignore[assignment]
+        engine.core.wrap_index(LockedIndex)  # type: ignore[arg-type]
         given = engine._pipeline
         # with search_workers > 1, load_models starts the worker processes instead
         if settings.search_workers <= 1 and given is not None:

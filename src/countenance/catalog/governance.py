@@ -6,15 +6,16 @@ inherits them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
-from countenance.errors import InvalidArgument
+from countenance.errors import InvalidArgument, RateLimited
 from countenance.ports import Ids, Vectors
 from countenance.types import EmbeddingSpace
 
@@ -59,27 +60,46 @@ def iso3166(code: str) -> str:
 
 
 class GovernanceCatalog:
-    """Mixed into SqlCatalog: needs ``_db`` and ``space_id``."""
+    """Mixed into SqlCatalog: needs ``_db`` and ``space_id``.
+
+    Every write takes an optional ``conn``: given, it runs inside that open transaction (the
+    write core's, which also records the audit event); omitted, in a transaction of its own.
+    """
 
     _db: sa.Engine
 
-    def space_id(self, space: EmbeddingSpace) -> int:  # pragma: no cover - SqlCatalog's
-        raise NotImplementedError
+    if TYPE_CHECKING:
+
+        def space_id(self, space: EmbeddingSpace) -> int: ...
+
+    def transaction(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        """A new transaction: committed when the block ends, rolled back if it raises."""
+        return self._db.begin()
+
+    @contextlib.contextmanager
+    def _writing(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self._db.begin() as own:
+                yield own
 
     # exclusions ----------------------------------------------------------------------------
 
-    def add_exclusion(self, code: str, reason: str | None, actor: str) -> None:
+    def add_exclusion(
+        self, code: str, reason: str | None, actor: str, *, conn: sa.Connection | None = None
+    ) -> None:
         values = {"code": code, "reason": reason, "actor": actor, "created_at": _now()}
         s.check_text(s.exclusions, values)
-        try:
-            with self._db.begin() as conn:
-                conn.execute(s.exclusions.insert().values(**values))
-        except sa.exc.IntegrityError as exc:
-            raise InvalidArgument(f"{code} is already excluded") from exc
+        t = s.exclusions
+        with self._writing(conn) as c:
+            if c.execute(sa.select(t.c.code).where(t.c.code == code)).first() is not None:
+                raise InvalidArgument(f"{code} is already excluded")
+            c.execute(t.insert().values(**values))
 
-    def remove_exclusion(self, code: str) -> bool:
-        with self._db.begin() as conn:
-            done = conn.execute(s.exclusions.delete().where(s.exclusions.c.code == code))
+    def remove_exclusion(self, code: str, *, conn: sa.Connection | None = None) -> bool:
+        with self._writing(conn) as c:
+            done = c.execute(s.exclusions.delete().where(s.exclusions.c.code == code))
         return bool(done.rowcount)
 
     def exclusions(self) -> list[dict[str, Any]]:
@@ -95,13 +115,13 @@ class GovernanceCatalog:
                 for r in rows
             ]
 
-    def delete_photos_in(self, code: str) -> tuple[int, Ids]:
+    def delete_photos_in(self, code: str, *, conn: sa.Connection | None = None) -> tuple[int, Ids]:
         """Delete every photo (and its faces) whose jurisdiction ``code`` covers."""
         p = s.photos
         where = sa.or_(p.c.jurisdiction == code, p.c.jurisdiction.like(f"{code}-%"))
-        with self._db.begin() as conn:
-            photo_ids = conn.execute(sa.select(p.c.id).where(where)).scalars().all()
-            face_ids = self._delete_photo_rows(conn, list(photo_ids))
+        with self._writing(conn) as c:
+            photo_ids = c.execute(sa.select(p.c.id).where(where)).scalars().all()
+            face_ids = self._delete_photo_rows(c, list(photo_ids))
         return len(photo_ids), face_ids
 
     def _delete_photo_rows(self, conn: sa.Connection, photo_ids: list[int]) -> Ids:
@@ -113,6 +133,34 @@ class GovernanceCatalog:
             conn.execute(f.delete().where(f.c.photo_id.in_(chunk)))
             conn.execute(p.delete().where(p.c.id.in_(chunk)))
         return np.asarray(face_ids, dtype=np.int64)
+
+    # search rate -----------------------------------------------------------------------------
+
+    def reserve_rate_slot(self, actor: str, limit: int, now: dt.datetime) -> int:
+        """Reserve one of ``actor``'s ``limit`` search slots of the minute before ``now``;
+        returns how many the minute then holds, or raises RateLimited (reserving none).
+
+        The slot is written before it is counted, inside one transaction: that takes
+        SQLite's write lock, so concurrent reservations count one after another; PostgreSQL
+        takes a transaction lock on the actor first.
+        """
+        t = s.rate_slots
+        since = now - dt.timedelta(minutes=1)
+        with self._db.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:a))"), {"a": actor})
+            conn.execute(t.insert().values(actor=actor, at=now))
+            held = conn.execute(
+                sa.select(sa.func.count()).where(t.c.actor == actor, t.c.at > since)
+            ).scalar_one()
+            if held > limit:
+                conn.rollback()
+                raise RateLimited(
+                    f"{actor!r} has run {held - 1} searches in the last minute, the limit is"
+                    f" {limit}; wait and try again"
+                )
+            conn.execute(t.delete().where(t.c.at <= since))
+        return int(held)
 
     # erasure -------------------------------------------------------------------------------
 
@@ -129,30 +177,32 @@ class GovernanceCatalog:
         with self._db.connect() as conn:
             return np.asarray(conn.execute(query).scalars().all(), dtype=np.int64)
 
-    def delete_faces(self, face_ids: Iterable[int]) -> tuple[int, list[str]]:
+    def delete_faces(
+        self, face_ids: Iterable[int], *, conn: sa.Connection | None = None
+    ) -> tuple[int, list[str]]:
         """Delete faces; a photo left with no face is deleted too. Returns (faces deleted,
         SHA-256 of the photos deleted) in one transaction."""
         f, p = s.faces, s.photos
         wanted = sorted({int(i) for i in face_ids})
         deleted = 0
         emptied: list[str] = []
-        with self._db.begin() as conn:
+        with self._writing(conn) as c:
             photo_ids: set[int] = set()
             for i in range(0, len(wanted), 900):
                 chunk = wanted[i : i + 900]
                 photo_ids.update(
-                    conn.execute(sa.select(f.c.photo_id).where(f.c.id.in_(chunk))).scalars()
+                    c.execute(sa.select(f.c.photo_id).where(f.c.id.in_(chunk))).scalars()
                 )
-                deleted += conn.execute(f.delete().where(f.c.id.in_(chunk))).rowcount
+                deleted += c.execute(f.delete().where(f.c.id.in_(chunk))).rowcount
             for photo_id in sorted(photo_ids):
-                left = conn.execute(
+                left = c.execute(
                     sa.select(sa.func.count()).where(f.c.photo_id == photo_id)
                 ).scalar()
                 if left:
-                    conn.execute(p.update().where(p.c.id == photo_id).values(n_faces=left))
+                    c.execute(p.update().where(p.c.id == photo_id).values(n_faces=left))
                     continue
-                digest = conn.execute(sa.select(p.c.sha256).where(p.c.id == photo_id)).scalar()
-                conn.execute(p.delete().where(p.c.id == photo_id))
+                digest = c.execute(sa.select(p.c.sha256).where(p.c.id == photo_id)).scalar()
+                c.execute(p.delete().where(p.c.id == photo_id))
                 emptied.append(str(digest))
         return deleted, emptied
 
@@ -165,14 +215,17 @@ class GovernanceCatalog:
         min_similarity: float,
         reason: str,
         actor: str,
+        *,
+        conn: sa.Connection | None = None,
     ) -> int:
         """Keep the template (one or more unit vectors) of an erased person; returns its id."""
         vectors = np.ascontiguousarray(template, dtype="<f4").reshape(-1, space.dim)
         s.check_text(s.suppressions, {"reason": reason, "actor": actor})
-        with self._db.begin() as conn:
-            result = conn.execute(
+        space_id = self.space_id(space)
+        with self._writing(conn) as c:
+            result = c.execute(
                 s.suppressions.insert().values(
-                    space_id=self.space_id(space),
+                    space_id=space_id,
                     embedding=vectors.tobytes(),
                     min_similarity=float(min_similarity),
                     reason=reason,

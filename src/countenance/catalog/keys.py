@@ -23,9 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
+from countenance.catalog.audit import AuditLog
 from countenance.catalog.governance import iso_utc
 from countenance.errors import InvalidArgument, NotFound
-from countenance.governance.audit import AuditLog
 
 ROLES = ("admin", "ingest", "investigator", "auditor")
 PREFIX = "cnt_"

@@ -143,7 +143,7 @@ sa.Index("ix_faces_space_live", faces.c.space_id, faces.c.skip_reason)
 
 
 # Append-only and hash-chained: each event holds the hash of the one before (see
-# countenance.governance.chain). Rows are never updated or deleted by countenance.
+# countenance.catalog.chain). Rows are never updated or deleted by countenance.
 audit_events = sa.Table(
     "audit_events",
     metadata,
@@ -214,6 +214,18 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
     sa.Column("last_used_at", sa.DateTime(timezone=True)),
+)
+
+
+# Searches' rate-limit slots: a search reserves one before it runs (countenance.governance.policy),
+# so concurrent searches cannot all pass a limit that counts finished ones.
+rate_slots = sa.Table(
+    "rate_slots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_rate_slots_actor_at", "actor", "at"),
 )
 
 
@@ -331,6 +343,10 @@ def _v8_adults_only(conn: sa.Connection) -> None:
     _add_columns(conn, sources, "adults_only")
 
 
+def _v9_rate_slots(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[rate_slots])
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
@@ -343,6 +359,7 @@ MIGRATIONS: list[Migration] = [
     (6, "photo provenance, perceptual hashes, near-duplicates, fetch cache", _v6_collect),
     (7, "the active space, and one being built by a model switch", _v7_space_state),
     (8, "sources declared to hold no minors", _v8_adults_only),
+    (9, "search rate-limit slots, reserved before a search runs", _v9_rate_slots),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from countenance.catalog import collect, spaces
 from countenance.catalog import schema as s
-from countenance.catalog import spaces
-from countenance.catalog.collect import photo_extras
 from countenance.catalog.governance import GovernanceCatalog, as_utc, iso_utc
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.neardup import Signature
@@ -168,7 +167,7 @@ class SqlCatalog(GovernanceCatalog):
 
     # sources ------------------------------------------------------------------------------
 
-    def add_source(self, info: SourceInfo) -> SourceInfo:
+    def add_source(self, info: SourceInfo, *, conn: sa.Connection | None = None) -> SourceInfo:
         """Declare a source. Refused without one of the lawful bases in LAWFUL_BASES."""
         if info.lawful_basis not in s.LAWFUL_BASES:
             raise PolicyDenied(
@@ -194,12 +193,12 @@ class SqlCatalog(GovernanceCatalog):
             "created_at": utcnow(),
         }
         s.check_text(s.sources, values)
-        try:
-            with self._db.begin() as conn:
-                conn.execute(s.sources.insert().values(**values))
-        except sa.exc.IntegrityError as exc:
-            raise InvalidArgument(f"source {info.name!r} already exists") from exc
-        return self.get_source(info.name)
+        t = s.sources
+        with self._writing(conn) as c:
+            if c.execute(sa.select(t.c.id).where(t.c.name == info.name)).first() is not None:
+                raise InvalidArgument(f"source {info.name!r} already exists")
+            c.execute(t.insert().values(**values))
+            return self._sources(c, name=info.name)[0]
 
     def get_source(self, name: str) -> SourceInfo:
         for info in self.list_sources(name=name):
@@ -207,6 +206,10 @@ class SqlCatalog(GovernanceCatalog):
         raise NotFound(f"no source named {name!r}; add it with `countenance sources add`")
 
     def list_sources(self, name: str | None = None) -> list[SourceInfo]:
+        with self._db.connect() as conn:
+            return self._sources(conn, name=name)
+
+    def _sources(self, conn: sa.Connection, *, name: str | None = None) -> list[SourceInfo]:
         t, p, f = s.sources, s.photos, s.faces
         n_photos = sa.select(sa.func.count()).where(p.c.source_id == t.c.id).scalar_subquery()
         n_faces = (
@@ -220,8 +223,7 @@ class SqlCatalog(GovernanceCatalog):
         )
         if name is not None:
             query = query.where(t.c.name == name)
-        with self._db.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+        rows = conn.execute(query).mappings().all()
         return [
             SourceInfo(
                 name=r["name"],
@@ -322,7 +324,7 @@ class SqlCatalog(GovernanceCatalog):
             "expires_at": None if expires_at is None else as_utc(expires_at),
             "jurisdiction": photo.jurisdiction,
             "minors": photo.minors,
-            **photo_extras(photo),
+            **collect.photo_extras(photo),
         }
         s.check_text(s.photos, values)
         try:
@@ -465,7 +467,11 @@ class SqlCatalog(GovernanceCatalog):
         }
 
     def delete_photos(
-        self, *, source_id: int | None = None, expired_at: dt.datetime | None = None
+        self,
+        *,
+        source_id: int | None = None,
+        expired_at: dt.datetime | None = None,
+        conn: sa.Connection | None = None,
     ) -> tuple[int, Ids]:
         """Delete the photos of a source, or those expired at ``expired_at``, with their
         faces, in one transaction; returns (photos deleted, ids of their faces)."""
@@ -476,22 +482,38 @@ class SqlCatalog(GovernanceCatalog):
             where = sa.and_(p.c.expires_at.is_not(None), p.c.expires_at <= as_utc(expired_at))
         else:
             where = p.c.source_id == source_id
-        with self._db.begin() as conn:
-            photo_ids = conn.execute(sa.select(p.c.id).where(where)).scalars().all()
+        with self._writing(conn) as c:
+            photo_ids = c.execute(sa.select(p.c.id).where(where)).scalars().all()
             face_ids: list[int] = []
             for i in range(0, len(photo_ids), 900):
                 chunk = photo_ids[i : i + 900]
                 face_ids += (
-                    conn.execute(sa.select(f.c.id).where(f.c.photo_id.in_(chunk))).scalars().all()
+                    c.execute(sa.select(f.c.id).where(f.c.photo_id.in_(chunk))).scalars().all()
                 )
-                conn.execute(f.delete().where(f.c.photo_id.in_(chunk)))
-                conn.execute(p.delete().where(p.c.id.in_(chunk)))
+                c.execute(f.delete().where(f.c.photo_id.in_(chunk)))
+                c.execute(p.delete().where(p.c.id.in_(chunk)))
         return len(photo_ids), np.asarray(face_ids, dtype=np.int64)
 
-    def retire_source(self, name: str) -> None:
+    def copies_of(self, photo_ids: Iterable[int], *, limit: int | None) -> dict[int, list[str]]:
+        """Where near-duplicates of each photo were found (see catalog.collect.copies_of)."""
+        return collect.copies_of(self._db, photo_ids, limit=limit)
+
+    def duplicate_count(self) -> int:
+        return collect.duplicate_count(self._db)
+
+    def near_duplicate_of(self, signature: Signature) -> int | None:
+        return collect.near_duplicate_of(self._db, signature)
+
+    def photo_id_of(self, sha256: str) -> int | None:
+        return collect.photo_id_of(self._db, sha256)
+
+    def fetch_cache(self) -> collect.FetchCache:
+        return collect.FetchCache(self._db)
+
+    def retire_source(self, name: str, *, conn: sa.Connection | None = None) -> None:
         """Mark a source retired: it takes no more photos. Its photos are deleted apart."""
-        with self._db.begin() as conn:
-            conn.execute(
+        with self._writing(conn) as c:
+            c.execute(
                 s.sources.update().where(s.sources.c.name == name).values(retired_at=utcnow())
             )
 

@@ -117,11 +117,23 @@ def erase(
     "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="New folder."
 )
 @click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
+@click.option("--purpose", required=True, help="Why, e.g. 'GDPR Art. 15 request' (audited).")
+@click.option("--case", help="The request it serves, e.g. its reference (audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def export(ctx: Context, photo: Path, out: Path, actor: str, as_json: bool) -> None:
-    """Subject access: write what is held about the person in PHOTO (JSON and HTML)."""
-    written = ctx.engine.export(photo, out, actor=actor)
+def export(
+    ctx: Context,
+    photo: Path,
+    out: Path,
+    actor: str,
+    purpose: str,
+    case: str | None,
+    as_json: bool,
+) -> None:
+    """Subject access: write what is held about the person in --photo (JSON and HTML). It
+    is a search by photo: it needs a purpose (and a case unless require_case is off), counts
+    against the rate limit and is audited as a search."""
+    written = ctx.engine.export(photo, out, actor=actor, purpose=purpose, case=case)
     if as_json:
         print_json(written)
     else:

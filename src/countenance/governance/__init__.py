@@ -2,7 +2,7 @@
 
 Example::
 
-    from countenance.governance.audit import AuditLog
+    from countenance.catalog.audit import AuditLog
 
     audit = AuditLog(catalog_engine)
     assert audit.verify().ok

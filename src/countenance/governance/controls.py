@@ -1,11 +1,12 @@
-"""The governance controls an operator or privacy officer runs: exclusion by jurisdiction and
-erasure by face. Mixed into :class:`~countenance.engine.Engine`, whose catalog, index, bands
-and audit log they use; every control is audited.
+"""The governance controls an operator or privacy officer runs: exclusion by jurisdiction,
+erasure, retirement of a source, retention. Each is one change of the write core
+(:class:`~countenance.core.WriteCore`): its catalog rows and its audit event commit together
+or not at all, and the index follows.
 
 Example::
 
-    db.exclude("CA", reason="OPC finding", actor="dpo")
-    receipt = db.erase(photo="selfie.jpg", reason="GDPR Art. 17 request 2026-114", actor="dpo")
+    exclude(core, "CA", reason="OPC finding", actor="dpo")
+    receipt = erase(core, seed=vector, reason="GDPR Art. 17 request 2026-114", actor="dpo")
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from countenance.catalog.collect import copies_of
-from countenance.catalog.governance import covers, iso3166, iso_utc
-from countenance.errors import InvalidArgument, PolicyDenied, RateLimited
+from countenance.catalog.governance import iso3166, iso_utc
+from countenance.core import WriteCore
+from countenance.errors import InvalidArgument
 from countenance.ports import Ids, Vectors
-
-if TYPE_CHECKING:
-    from countenance.engine import Engine
 
 _NEIGHBOURS = 1000
 
@@ -50,151 +49,141 @@ class ErasureReceipt:
 # exclusion by jurisdiction -------------------------------------------------------------
 
 
-def exclude(engine: Engine, code: str, *, reason: str | None = None, actor: str) -> dict[str, Any]:
+def exclude(core: WriteCore, code: str, *, reason: str | None = None, actor: str) -> dict[str, Any]:
     """Exclude a jurisdiction (``CA``, ``US-IL``): purge every face whose photo is there,
     refuse its photos at ingest, and refuse searches by principals located there."""
-
     code = iso3166(code)
-    with engine._writer_lock():
-        engine.catalog.add_exclusion(code, reason, actor)
-        photos, face_ids = engine.catalog.delete_photos_in(code)
-        engine._forget(face_ids)
-    removed = {"code": code, "photos": photos, "faces": int(face_ids.size)}
-    engine.audit.append(
-        actor=actor, action="policy", details={"op": "exclude", "reason": reason, **removed}
-    )
+    with core.change() as change:
+        core.catalog.add_exclusion(code, reason, actor, conn=change.conn)
+        photos, face_ids = core.catalog.delete_photos_in(code, conn=change.conn)
+        change.forget(face_ids)
+        removed = {"code": code, "photos": photos, "faces": int(face_ids.size)}
+        change.record(
+            actor=actor, action="policy", details={"op": "exclude", "reason": reason, **removed}
+        )
     return removed
 
 
-def allow(engine: Engine, code: str, *, actor: str) -> bool:
+def allow(core: WriteCore, code: str, *, actor: str) -> bool:
     """Lift an exclusion; what was purged stays purged. Returns whether one was lifted."""
-
     code = iso3166(code)
-    lifted = engine.catalog.remove_exclusion(code)
-    if lifted:
-        engine.audit.append(actor=actor, action="policy", details={"op": "allow", "code": code})
+    with core.change() as change:
+        lifted = core.catalog.remove_exclusion(code, conn=change.conn)
+        if lifted:
+            change.record(actor=actor, action="policy", details={"op": "allow", "code": code})
     return lifted
 
 
-def exclusions(engine: Engine) -> list[dict[str, Any]]:
+def exclusions(core: WriteCore) -> list[dict[str, Any]]:
     """The excluded jurisdictions, with who excluded them, when and why."""
-    return engine.catalog.exclusions()
+    return core.catalog.exclusions()
 
 
-def refuse_location(engine: Engine, location: str | None) -> None:
-
-    if location is None:
-        return
-    where = iso3166(location)
-    for exclusion in engine.catalog.exclusions():
-        if covers(exclusion["code"], where):
-            raise PolicyDenied(
-                f"searches from {where} are refused: {exclusion['code']} is excluded"
-                + (f" ({exclusion['reason']})" if exclusion["reason"] else "")
-            )
+# sources and retention -----------------------------------------------------------------
 
 
-def authorize_search(engine: Engine, actor: str, purpose: str, case: str | None) -> None:
-    missing = [
-        name
-        for name, value, needed in (
-            ("an actor", actor, True),
-            ("a purpose", purpose, True),
-            ("a case reference", case, engine.settings.require_case),
+def retire_source(core: WriteCore, name: str, *, actor: str) -> dict[str, int]:
+    """Retire a source: delete its photos and faces, and refuse further ingest into it. Its
+    row stays, so the audit log can name it."""
+    info = core.catalog.get_source(name)
+    assert info.id is not None
+    with core.change() as change:
+        photos, face_ids = core.catalog.delete_photos(source_id=info.id, conn=change.conn)
+        core.catalog.retire_source(name, conn=change.conn)
+        change.forget(face_ids)
+        removed = {"photos": photos, "faces": int(face_ids.size)}
+        change.record(
+            actor=actor, action="source", details={"op": "retire", "source": name, **removed}
         )
-        if needed and not (value and value.strip())
-    ]
-    if missing:
-        raise PolicyDenied(
-            "every search must name " + ", ".join(missing) + " (who searches, why, and"
-            " for which case); it is recorded in the audit log"
-        )
-    limit = engine.settings.search_rate_per_minute
-    if limit > 0:
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-        recent = engine.audit.events(actor=actor, action="search", since=since)
-        if len(recent) >= limit:
-            raise RateLimited(
-                f"{actor!r} has run {len(recent)} searches in the last minute, the limit"
-                f" is {limit}; wait and try again"
-            )
+    return removed
+
+
+def retention_run(core: WriteCore, *, actor: str) -> dict[str, int]:
+    """Delete every photo, and its faces, past its retention."""
+    now = dt.datetime.now(dt.UTC)
+    with core.change() as change:
+        photos, face_ids = core.catalog.delete_photos(expired_at=now, conn=change.conn)
+        change.forget(face_ids)
+        removed = {"photos": photos, "faces": int(face_ids.size)}
+        if photos:
+            change.record(actor=actor, action="retention", details={"op": "purge", **removed})
+    return removed
 
 
 # erasure -------------------------------------------------------------------------------
 
 
 def erase(
-    engine: Engine,
+    core: WriteCore,
     *,
-    photo: Any = None,
+    seed: Vectors | None = None,
     face_id: int | None = None,
     photo_id: int | None = None,
     source: str | None = None,
     reason: str,
     actor: str,
 ) -> ErasureReceipt:
-    """Erase a person (by a photo of them, or one of their faces) or content (a stored
-    photo, a whole source) from the catalog and the index at once.
+    """Erase a person (by the embedding ``seed`` of a photo of them, or one of their faces)
+    or content (a stored photo, a whole source) from the catalog and the index at once.
 
     By photo: every stored face matching the photo's principal face at the erasure edge
     (FMR 1 in 10,000). What stays is a suppression template (the photo's face and the erased
     faces' vectors), kept for the one purpose of refusing the person's faces at ingest and
-    hiding them from search, at the possible edge (FMR 1 in 1,000).
+    hiding them from search, at the possible edge (FMR 1 in 1,000). The faces, the template
+    and the audit event are one transaction.
     """
-    chosen = [x is not None for x in (photo, face_id, photo_id, source)]
+    chosen = [x is not None for x in (seed, face_id, photo_id, source)]
     if sum(chosen) != 1:
         raise InvalidArgument("erase needs exactly one of photo, face_id, photo_id, source")
     if not reason or not reason.strip() or not actor or not actor.strip():
         raise InvalidArgument("an erasure needs a reason and an actor (both are audited)")
-    seed: Vectors | None = None
-    if photo is not None:
-        face, _ = engine._principal_face(photo)
-        seed = np.asarray(face.embedding, dtype=np.float32)[None, :]
-        ids = _person_faces(engine, seed)
+    if seed is not None:
+        seed = np.asarray(seed, dtype=np.float32).reshape(1, -1)
+        ids = person_faces(core, seed)
     elif face_id is not None:
         ids = np.asarray([face_id], dtype=np.int64)
     elif photo_id is not None:
-        ids = engine.catalog.live_faces_of(photo_id=int(photo_id))
+        ids = core.catalog.live_faces_of(photo_id=int(photo_id))
     else:
         assert source is not None
-        info = engine.catalog.get_source(source)
+        info = core.catalog.get_source(source)
         assert info.id is not None
-        ids = engine.catalog.live_faces_of(source_id=info.id)
-    vectors = _stack(engine.catalog.embeddings(engine.space, ids=ids) if ids.size else [])
-    with engine._writer_lock():
-        n_faces, photos = engine.catalog.delete_faces(ids.tolist())
-        engine._forget(ids)
+        ids = core.catalog.live_faces_of(source_id=info.id)
+    vectors = _stack(core.catalog.embeddings(core.space, ids=ids) if ids.size else [])
+    with core.change() as change:
+        n_faces, photos = core.catalog.delete_faces(ids.tolist(), conn=change.conn)
+        change.forget(ids)
         suppression_id = None
-        if photo is not None or face_id is not None:
+        if seed is not None or face_id is not None:
             template = _template(seed, vectors)
             if len(template):
-                suppression_id = engine.catalog.add_suppression(
-                    engine.space, template, engine.bands.possible, reason, actor
+                suppression_id = core.catalog.add_suppression(
+                    core.space, template, core.bands.possible, reason, actor, conn=change.conn
                 )
-                engine._templates = engine.catalog.suppression_templates(engine.space)[1:]
-    body = {
-        "at": dt.datetime.now(dt.UTC).isoformat(),
-        "actor": actor,
-        "reason": reason,
-        "erased_face_ids": sorted(int(i) for i in ids),
-        "erased_photo_sha256": sorted(photos),
-        "suppression_id": suppression_id,
-    }
-    digest = hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-    receipt = ErasureReceipt(n_faces, len(photos), suppression_id, digest)
-    engine.audit.append(
-        actor=actor,
-        action="erase",
-        purpose=reason,
-        details={**receipt.to_json(), "by": _selector(photo, face_id, photo_id, source)},
-        result_face_ids=[int(i) for i in ids],
-    )
+                change.templates_changed = True
+        body = {
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "actor": actor,
+            "reason": reason,
+            "erased_face_ids": sorted(int(i) for i in ids),
+            "erased_photo_sha256": sorted(photos),
+            "suppression_id": suppression_id,
+        }
+        digest = hashlib.sha256(
+            json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        receipt = ErasureReceipt(n_faces, len(photos), suppression_id, digest)
+        change.record(
+            actor=actor,
+            action="erase",
+            purpose=reason,
+            details={**receipt.to_json(), "by": _selector(seed, face_id, photo_id, source)},
+            result_face_ids=[int(i) for i in ids],
+        )
     return receipt
 
 
-def _person_faces(engine: Engine, seed: Vectors) -> Ids:
+def person_faces(core: WriteCore, seed: Vectors) -> Ids:
     """Stored faces matching the seed at the erasure edge (FMR 1 in 10,000).
 
     Following links from face to face (or matching a mean of the found faces) reaches more
@@ -203,9 +192,9 @@ def _person_faces(engine: Engine, seed: Vectors) -> Ids:
     people where the seed alone erased 2. Erasure must not remove other people, so it uses
     the seed alone; the suppression template then hides what it missed (see erase).
     """
-    k = min(_NEIGHBOURS, max(1, engine.index.count()))
-    sims, ids = engine.index.search(np.ascontiguousarray(seed, dtype=np.float32), k)
-    edge = engine.bands.erase
+    k = min(_NEIGHBOURS, max(1, core.index.count()))
+    sims, ids = core.index.search(np.ascontiguousarray(seed, dtype=np.float32), k)
+    edge = core.bands.erase
     found = {
         int(i) for i, sim in zip(ids.ravel(), sims.ravel(), strict=True) if i >= 0 and sim >= edge
     }
@@ -228,8 +217,10 @@ def _template(seed: Vectors | None, erased: Vectors) -> Vectors:
     return np.asarray(rows, dtype=np.float32)
 
 
-def _selector(photo: Any, face_id: int | None, photo_id: int | None, source: str | None) -> str:
-    if photo is not None:
+def _selector(
+    seed: Vectors | None, face_id: int | None, photo_id: int | None, source: str | None
+) -> str:
+    if seed is not None:
         return "photo"
     if face_id is not None:
         return f"face:{face_id}"
@@ -238,26 +229,31 @@ def _selector(photo: Any, face_id: int | None, photo_id: int | None, source: str
     return f"source:{source}"
 
 
-def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> dict[str, Any]:
-    """GDPR Art. 15: write what is held about the person in ``photo`` (the faces found as
-    erasure would find them, their photos and where copies of those were found, sources and
-    dates, and the audited searches that returned them) to ``out_dir`` as JSON and HTML.
-    Audited; the photo is not kept."""
-    from pathlib import Path
-
+def subject_access(
+    core: WriteCore,
+    seed: Vectors,
+    probe_sha256: str,
+    out_dir: str | Path,
+    *,
+    actor: str,
+    purpose: str,
+    case: str | None,
+) -> dict[str, Any]:
+    """GDPR Art. 15: write what is held about the person whose principal face is ``seed``
+    (the faces found as erasure would find them, their photos and where copies of those were
+    found, sources and dates, and the audited searches that returned them) to ``out_dir`` as
+    JSON and HTML. It is a search: the caller has authorized it (purpose, case, rate), and it
+    is audited as one; the photo is not kept."""
     from countenance.governance.access import AccessReport, HeldFace, write_access_report
 
-    if not actor or not actor.strip():
-        raise InvalidArgument("a subject access export needs an actor (audited)")
-    face, digest = engine._principal_face(photo)
-    seed = np.asarray(face.embedding, dtype=np.float32)
-    ids = _person_faces(engine, seed[None, :])
+    seed = np.asarray(seed, dtype=np.float32).reshape(-1)
+    ids = person_faces(core, seed[None, :])
     vectors: dict[int, Vectors] = {}
-    for batch_ids, batch in engine.catalog.embeddings(engine.space, ids=ids) if ids.size else ():
+    for batch_ids, batch in core.catalog.embeddings(core.space, ids=ids) if ids.size else ():
         vectors.update(zip((int(i) for i in batch_ids), batch, strict=True))
-    details = engine.catalog.face_details(ids.tolist())
+    details = core.catalog.face_details(ids.tolist())
     searches: dict[int, list[dict[str, Any]]] = {}
-    for event in engine.audit.events(action="search"):
+    for event in core.audit.events(action="search"):
         for face_id in set(event.result_face_ids) & set(details):
             searches.setdefault(face_id, []).append(
                 {
@@ -268,12 +264,12 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
                     "case_ref": event.case_ref,
                 }
             )
-    copies = copies_of(engine.catalog.db, (d["photo_id"] for d in details.values()), limit=None)
+    copies = core.catalog.copies_of((d["photo_id"] for d in details.values()), limit=None)
     held = []
     sources: dict[str, dict[str, Any]] = {}
     for face_id, d in sorted(details.items()):
         sim = float(vectors[face_id] @ seed) if face_id in vectors else float("nan")
-        band = engine.bands.band(sim)
+        band = core.bands.band(sim)
         held.append(
             HeldFace(
                 face_id=face_id,
@@ -303,17 +299,19 @@ def subject_access(engine: Engine, photo: Any, out_dir: Any, *, actor: str) -> d
     report = AccessReport(
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         requested_by=actor,
-        probe_sha256=digest,
-        min_similarity=engine.bands.erase,
+        probe_sha256=probe_sha256,
+        min_similarity=core.bands.erase,
         faces=held,
         sources=list(sources.values()),
     )
     json_path, html_path = write_access_report(report, Path(out_dir))
-    engine.audit.append(
+    core.audit.append(
         actor=actor,
-        action="export",
-        probe_sha256=digest,
-        details={"faces": len(held), "out": str(out_dir)},
+        action="search",
+        purpose=purpose,
+        case_ref=case,
+        probe_sha256=probe_sha256,
+        details={"op": "subject_access", "faces": len(held), "out": str(out_dir)},
         result_face_ids=[h.face_id for h in held],
     )
     return {"faces": len(held), "json": str(json_path), "html": str(html_path)}

@@ -11,7 +11,7 @@ event) anchors the end, so removing the last events is caught too.
 gap, that rows were stored in that order, that each hash matches its row, that each row links
 to the one before, and that the head matches the last row. What it cannot prove: that nobody
 with write access to the database rewrote an event, every event after it, and the head. A copy
-of :meth:`~countenance.governance.audit.AuditLog.head` (or of an export) kept somewhere else
+of :meth:`~countenance.catalog.audit.AuditLog.head` (or of an export) kept somewhere else
 catches that.
 
 Example::
@@ -46,7 +46,7 @@ _Row = sa.RowMapping
 
 @dataclass(frozen=True, slots=True)
 class AuditVerification:
-    """What :meth:`~countenance.governance.audit.AuditLog.verify` found.
+    """What :meth:`~countenance.catalog.audit.AuditLog.verify` found.
 
     ``events`` counts the events that passed before the first problem (all of them when
     ``ok``); ``first_bad_seq`` names the first event that was edited, removed or moved, and
@@ -127,7 +127,7 @@ def verify_chain(engine: sa.Engine, *, batch: int) -> AuditVerification:
     event that was edited, removed or reordered, or a head that disagrees with the end.
 
     Events appended while it runs are left for the next run. Most callers use
-    :meth:`~countenance.governance.audit.AuditLog.verify`.
+    :meth:`~countenance.catalog.audit.AuditLog.verify`.
 
     Example::
 

@@ -3,7 +3,7 @@
 An event is recorded inside the transaction of the write it audits, so both commit or neither
 does. Each event stores the SHA-256 of its own contents and the hash of the event before it,
 and a one-row head, updated in the same transaction, anchors the end; how the hashes are made
-and checked is :mod:`countenance.governance.chain`. This module writes, reads and exports
+and checked is :mod:`countenance.catalog.chain`. This module writes, reads and exports
 events and checks what callers ask to record.
 
 The chain alone cannot show that someone with write access to the database rewrote an event,
@@ -34,14 +34,14 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
-from countenance.catalog.governance import as_utc
-from countenance.errors import BackendError, InvalidArgument
-from countenance.governance.chain import (
+from countenance.catalog.chain import (
     AuditVerification,
     canonical_at,
     canonical_hash,
     verify_chain,
 )
+from countenance.catalog.governance import as_utc
+from countenance.errors import BackendError, InvalidArgument
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BATCH = 5_000
