@@ -52,6 +52,7 @@ models: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports  # the import layers of pyproject.toml: no cycles, nothing upward
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

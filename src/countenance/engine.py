@@ -184,7 +184,7 @@ class Engine:
 
         pipeline_spec(name)
         return switch(
-            self, name, actor=actor or _os_user(), allow_missing=allow_missing, progress=progress
+            self, name, actor=actor or os_user(), allow_missing=allow_missing, progress=progress
         )
 
     def _adopt(
@@ -245,7 +245,7 @@ class Engine:
         with self.core.change() as change:
             info = self.catalog.add_source(declared, conn=change.conn)
             change.record(
-                actor=actor or _os_user(),
+                actor=actor or os_user(),
                 action="source",
                 details={
                     "op": "add",
@@ -267,7 +267,7 @@ class Engine:
     def retire_source(self, name: str, *, actor: str | None = None) -> dict[str, int]:
         """Retire a source: delete its photos and faces from the catalog and the index, and
         refuse further ingest into it. The source's row stays, so the audit log can name it."""
-        return controls.retire_source(self.core, name, actor=actor or _os_user())
+        return controls.retire_source(self.core, name, actor=actor or os_user())
 
     # governance ----------------------------------------------------------------------------
 
@@ -347,7 +347,7 @@ class Engine:
 
     def retention_run(self, *, actor: str | None = None) -> dict[str, int]:
         """Delete every photo, and its faces, past its retention; runs on every open."""
-        return controls.retention_run(self.core, actor=actor or _os_user())
+        return controls.retention_run(self.core, actor=actor or os_user())
 
     def expiry(self, info: SourceInfo) -> dt.datetime | None:
         """When a photo of ``info`` ingested now expires (its retention, capped by the
@@ -392,7 +392,7 @@ class Engine:
                 summary = run_ingest(self, src, info, n_workers, progress)
                 totals = summary.to_json()
                 del totals["errors"]
-                self.audit.append(actor=actor or _os_user(), action="ingest", details=totals)
+                self.audit.append(actor=actor or os_user(), action="ingest", details=totals)
         return summary
 
     def fetcher(self, **overrides: Any) -> Fetcher:
@@ -642,7 +642,7 @@ class Engine:
         return index, RepairReport(rebuilt, int(missing.size), int(extra.size))
 
 
-def _os_user() -> str:
+def os_user() -> str:
     """Who runs this process, for actions the caller did not attribute."""
     try:
         return getpass.getuser()

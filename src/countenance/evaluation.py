@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import random
 import tempfile
 from collections import defaultdict
@@ -31,6 +30,7 @@ from countenance.config import Settings
 from countenance.engine import Engine, ProgressCallback
 from countenance.errors import InvalidArgument
 from countenance.ingest import PhotoAnalyser, run_analyses, worker_count
+from countenance.labelled import read_manifest
 from countenance.sources.folder import FileListSource
 
 Progress = Callable[[str], ProgressCallback]
@@ -285,19 +285,6 @@ def _labelled_photos(directory: Path, pairs: list[Pair]) -> dict[Path, str]:
     if (directory / "manifest.csv").is_file():
         photos.update(read_manifest(directory))
     return photos
-
-
-def read_manifest(directory: Path) -> list[tuple[Path, str]]:
-    """``manifest.csv`` with columns ``path,identity``; paths relative to ``directory``."""
-    path = directory / "manifest.csv"
-    if not path.is_file():
-        raise InvalidArgument(f"{path}: no manifest.csv (columns path,identity)")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "identity"} <= set(reader.fieldnames):
-            raise InvalidArgument(f"{path}: needs the columns path and identity")
-        rows = [(directory / r["path"], r["identity"]) for r in reader]
-    return sorted(rows, key=lambda r: str(r[0]))
 
 
 def eval_identify(

@@ -15,10 +15,10 @@ def make_client(tmp_path: Path, pipeline: Any) -> Iterator[Any]:
     """Build a client over a fresh store; ``make_client(**settings)`` -> (client, keys)."""
     from fastapi.testclient import TestClient
 
-    from countenance.api import create_app
     from countenance.catalog.keys import KeyStore
     from countenance.config import Settings
     from countenance.engine import Engine
+    from countenance.server import create_app
 
     opened: list[tuple[Any, Any]] = []
 

@@ -42,7 +42,7 @@ SERVER = """
 import os, sys, time
 from pathlib import Path
 import uvicorn
-from countenance.api import create_app
+from countenance.server import create_app
 from countenance.config import Settings
 from tests.unit.fakes import fake_pipeline
 
@@ -238,7 +238,7 @@ def test_a_server_killed_mid_job_resumes_it_after_restart(
 def open_app(tmp_path: Path) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from countenance.api import create_app
+    from countenance.server import create_app
 
     opened: list[tuple[Any, Engine]] = []
 

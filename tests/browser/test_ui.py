@@ -24,10 +24,10 @@ GALLERY = [
 
 @pytest.fixture()
 def live(tmp_path: Path, pipeline: Any) -> Iterator[tuple[LiveServer, dict[str, str]]]:
-    from countenance.api import create_app
     from countenance.catalog.keys import KeyStore
     from countenance.config import Settings
     from countenance.engine import Engine
+    from countenance.server import create_app
     from countenance.sources.folder import FileListSource
 
     faces = need_faces("small_examples")

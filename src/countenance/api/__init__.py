@@ -1,11 +1,4 @@
-"""The HTTP server: REST API, browser UI, health and metrics, over one Engine.
-
-Example::
-
-    from countenance.api import create_app
-    app = create_app(Settings.from_env(data_dir="countenance-data"))
+"""The REST API under ``/v1``: routes, authentication, the server's state and the operations
+every write of the API and the browser UI goes through (``service``). The app that serves it
+with the UI is built by :func:`countenance.server.create_app`.
 """
-
-from countenance.api.app import create_app
-
-__all__ = ["create_app"]

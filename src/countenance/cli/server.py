@@ -32,7 +32,7 @@ def serve(ctx: Context, host: str, port: int, first_admin: str | None, log_level
     """Serve the REST API (/v1), the browser UI, /healthz and /metrics on HOST:PORT."""
     import uvicorn
 
-    from countenance.api import create_app
+    from countenance.server import create_app
 
     if first_admin:
         store = _store(ctx)
@@ -58,9 +58,9 @@ def keys() -> None:
 @pass_ctx
 def keys_create(ctx: Context, name: str, role: str, actor: str | None, as_json: bool) -> None:
     """Create a key and print it: it is shown this once, only its hash is kept."""
-    from countenance.engine import _os_user
+    from countenance.engine import os_user
 
-    key, info = _store(ctx).create(name, role, actor=actor or _os_user())
+    key, info = _store(ctx).create(name, role, actor=actor or os_user())
     if as_json:
         print_json({"key": key, **info.to_json()})
         return
@@ -93,9 +93,9 @@ def keys_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def keys_revoke(ctx: Context, name: str, actor: str | None) -> None:
     """Revoke key NAME: every request with it is refused from now on."""
-    from countenance.engine import _os_user
+    from countenance.engine import os_user
 
-    _store(ctx).revoke(name, actor=actor or _os_user())
+    _store(ctx).revoke(name, actor=actor or os_user())
     stdout.print(f"key {name} revoked", markup=False, highlight=False)
 
 

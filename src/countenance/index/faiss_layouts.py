@@ -501,7 +501,10 @@ class IvfPqLayout(_CodesAndFile):
             return dim
         if len(sample) < max(_MIN_PCA_SAMPLE, 4 * dim):
             return cap
-        variances = np.linalg.eigvalsh(np.cov(sample, rowvar=False))[::-1]
+        # ~100,000 rows spread over the sample (in gallery order) measure it as well as all:
+        # at 10^8 faces it holds 655,360, 2.7 GB in float64
+        spread = sample[:: max(1, len(sample) // HnswLayout.TRAIN)]
+        variances = np.linalg.eigvalsh(np.cov(spread, rowvar=False))[::-1]
         share = np.cumsum(np.clip(variances, 0.0, None)) / max(float(variances.sum()), 1e-30)
         needed = int(np.searchsorted(share, cls.VARIANCE)) + 1
         return min(cap, -(-needed // cls.PCA_STEP) * cls.PCA_STEP)

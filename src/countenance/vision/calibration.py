@@ -205,7 +205,7 @@ def calibrate_brought(
 
     Example: ``calibrate_brought("sface", Path("faces/"), settings).bands.possible``.
     """
-    from countenance.evaluation import read_manifest
+    from countenance.labelled import read_manifest
     from countenance.vision.models import ModelStore
     from countenance.vision.onnx.pipelines import brought_pipeline
 
