@@ -141,6 +141,15 @@ class Settings:
     keep_probes: bool = _setting(
         False, "The server keeps uploaded probe photos in data_dir/probes (default: memory only)."
     )
+    ingest_batch: int = _setting(
+        64,
+        "Ingest stores photos in batches of at most this many, each batch one transaction"
+        " with its audit event (a crash loses at most the batch being stored; the next run"
+        " stores it again).",
+    )
+    ingest_batch_seconds: float = _setting(
+        5.0, "A batch is also stored once it has waited this long, so progress is kept."
+    )
     index_save_seconds: float = _setting(
         30.0,
         "During ingest, the index is saved at least this often (crash recovery is by"

@@ -388,11 +388,12 @@ class Engine:
             close = getattr(src, "close", None)
             if callable(close) and not isinstance(photos, Source):
                 stack.callback(close)
+            who = actor or os_user()
             with self.core.writing():
-                summary = run_ingest(self, src, info, n_workers, progress)
+                summary = run_ingest(self, src, info, n_workers, progress, who)
                 totals = summary.to_json()
                 del totals["errors"]
-                self.audit.append(actor=actor or os_user(), action="ingest", details=totals)
+                self.audit.append(actor=who, action="ingest", details={"op": "run", **totals})
         return summary
 
     def fetcher(self, **overrides: Any) -> Fetcher:

@@ -69,18 +69,93 @@ class _BatchHashes:
         return None
 
 
+class _Commits:
+    """Screened and analysed photos, stored in batches: each batch is one transaction with
+    its audit event (``ingest``, op ``commit``: the photos' SHA-256 and counts), so a crash
+    leaves every photo of a batch stored and audited, or none of them (the next run stores
+    those again). The index follows each commit."""
+
+    def __init__(self, engine: Engine, info: SourceInfo, summary: IngestSummary, actor: str):
+        self.engine, self.info, self.summary, self.actor = engine, info, summary, actor
+        self.rows: list[PhotoRecord] = []
+        self.started = time.monotonic()
+
+    def add(self, record: PhotoRecord) -> None:
+        self.rows.append(record)
+        settings = self.engine.settings
+        if len(self.rows) >= settings.ingest_batch or (
+            time.monotonic() - self.started >= settings.ingest_batch_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows, self.started = self.rows, [], time.monotonic()
+        if not rows:
+            return
+        engine, info = self.engine, self.info
+        assert info.id is not None
+        counts = IngestSummary(source=info.name)
+        stored: list[str] = []
+        with engine.core.change() as change:
+            for record in rows:
+                ids = engine.catalog.add_photo(
+                    info.id, engine.space, record, engine.expiry(info), conn=change.conn
+                )
+                if ids is None:
+                    counts.duplicates += 1
+                    continue
+                stored.append(record.sha256)
+                counts.photos += 1
+                counts.minors += int(record.minors)
+                counts.near_duplicates += int(record.duplicate_of is not None)
+                for face in record.faces:
+                    if face.skip_reason is not None:
+                        reason = face.skip_reason
+                        counts.skipped_faces[reason] = counts.skipped_faces.get(reason, 0) + 1
+                if ids:
+                    kept = [
+                        f.embedding
+                        for f in record.faces
+                        if f.skip_reason is None and f.embedding is not None
+                    ]
+                    change.index(ids, np.stack(kept).astype(np.float32))
+                    counts.faces += len(ids)
+            if stored:
+                change.record(
+                    actor=self.actor,
+                    action="ingest",
+                    details={
+                        "op": "commit",
+                        "source": info.name,
+                        "photos": counts.photos,
+                        "faces": counts.faces,
+                        "sha256": stored,
+                    },
+                )
+        s = self.summary  # counted once the batch has committed
+        s.photos += counts.photos
+        s.faces += counts.faces
+        s.duplicates += counts.duplicates
+        s.minors += counts.minors
+        s.near_duplicates += counts.near_duplicates
+        for reason, n in counts.skipped_faces.items():
+            s.skipped_faces[reason] = s.skipped_faces.get(reason, 0) + n
+
+
 def run_ingest(
     engine: Engine,
     src: Source,
     info: SourceInfo,
     workers: int,
     progress: ProgressCallback | None,
+    actor: str,
 ) -> IngestSummary:
     """Read, screen (duplicates, exclusions, minors), analyse and store every item of
     ``src``; the engine holds the writer lock."""
     started = time.monotonic()
     items = list(src.items())
     summary = IngestSummary(source=info.name, seen=len(items))
+    commits = _Commits(engine, info, summary, actor)
     engine.core.reload_templates()
     engine.guard.refresh()
     done = 0
@@ -150,13 +225,13 @@ def run_ingest(
             if refusal == MINORS:
                 # a source that may hold minors: the photo is recorded (so it is not
                 # fetched again), its faces are never detected or stored
-                _store(engine, info, pending, Analysis(format="-"), summary, minors=True)
+                _store(engine, commits, pending, Analysis(format="-"), minors=True)
                 tick()
                 continue
             if h is not None:
                 original = engine.catalog.near_duplicate_of(h)
                 if original is not None:
-                    _store(engine, info, pending, Analysis(format="-"), summary, duplicate=original)
+                    _store(engine, commits, pending, Analysis(format="-"), duplicate=original)
                     tick()
                     continue
                 in_flight = batch.find(h)
@@ -178,11 +253,12 @@ def run_ingest(
     while todo:
         analyses = run_analyses(jobs(todo), workers, settings or engine.settings, local)
         for tag, analysis in analyses:
-            _store(engine, info, tag, analysis, summary)
+            _store(engine, commits, tag, analysis)
             tick()
             if time.monotonic() - last_save > engine.settings.index_save_seconds:
                 engine.core.save_index()
                 last_save = time.monotonic()
+        commits.flush()  # the originals of deferred near-duplicates are stored now
         todo = []
         # a fresh batch: a failed original must not send its copies round again
         batch = _BatchHashes()
@@ -191,9 +267,10 @@ def run_ingest(
             if original is None:  # its original was not stored after all: analyse it
                 todo.append(item)
                 continue
-            _store(engine, info, pending, Analysis(format="-"), summary, duplicate=original)
+            _store(engine, commits, pending, Analysis(format="-"), duplicate=original)
             tick()
         deferred.clear()
+    commits.flush()
     engine.core.save_index()
     summary.seconds = time.monotonic() - started
     return summary
@@ -201,13 +278,13 @@ def run_ingest(
 
 def _store(
     engine: Engine,
-    info: SourceInfo,
+    commits: _Commits,
     pending: _Pending,
     analysis: Analysis,
-    summary: IngestSummary,
     minors: bool = False,
     duplicate: int | None = None,
 ) -> None:
+    summary = commits.summary
     if analysis.error is not None:
         bad_file(
             summary, pending.provenance.uri, analysis.error_reason or "corrupt", analysis.error
@@ -225,39 +302,21 @@ def _store(
         embedded = iter(blocked)
         faces = tuple(f for f in faces if f.embedding is None or not next(embedded))
         summary.suppressed += int(blocked.sum())
-    record = PhotoRecord(
-        sha256=pending.digest,
-        provenance=pending.provenance,
-        width=analysis.width,
-        height=analysis.height,
-        format=analysis.format,
-        bytes=pending.size,
-        faces=faces,
-        jurisdiction=pending.jurisdiction,
-        minors=minors,
-        signature=pending.signature,
-        duplicate_of=duplicate,
+    commits.add(
+        PhotoRecord(
+            sha256=pending.digest,
+            provenance=pending.provenance,
+            width=analysis.width,
+            height=analysis.height,
+            format=analysis.format,
+            bytes=pending.size,
+            faces=faces,
+            jurisdiction=pending.jurisdiction,
+            minors=minors,
+            signature=pending.signature,
+            duplicate_of=duplicate,
+        )
     )
-    assert info.id is not None
-    # the catalog commits first: a crash before the index is saved is repaired on open
-    ids = engine.catalog.add_photo(info.id, engine.space, record, engine.expiry(info))
-    if ids is None:
-        summary.duplicates += 1
-        return
-    summary.photos += 1
-    summary.minors += int(minors)
-    summary.near_duplicates += int(duplicate is not None)
-    for face in faces:
-        if face.skip_reason is not None:
-            summary.skipped_faces[face.skip_reason] = (
-                summary.skipped_faces.get(face.skip_reason, 0) + 1
-            )
-    if ids:
-        vectors = np.stack(
-            [f.embedding for f in faces if f.skip_reason is None and f.embedding is not None]
-        ).astype(np.float32)
-        engine.index.add(np.asarray(ids, dtype=np.int64), vectors)
-        summary.faces += len(ids)
 
 
 def bad_file(summary: IngestSummary, name: str, reason: str, message: str) -> None:

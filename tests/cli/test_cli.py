@@ -138,7 +138,15 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
 
     # the search above is in the audit log, and tampering with any event is named
     events = json.loads(run("audit", "list", "--json", data=data).stdout)
-    assert [e["action"] for e in events] == ["source", "ingest", "ingest", "search"]
+    ops = [(e["action"], e["details"].get("op")) for e in events]
+    # the 18 photos stored in batches (each its own audited commit), then a run storing none
+    assert ops[0] == ("source", "add") and ops[-3:] == [
+        ("ingest", "run"),
+        ("ingest", "run"),
+        ("search", None),
+    ]
+    assert set(ops[1:-3]) == {("ingest", "commit")}
+    assert sum(e["details"]["photos"] for e in events if e["details"].get("op") == "commit") == 18
     assert events[-1]["actor"] == "alice" and events[-1]["case_ref"] == "t-1"
     assert "intact: 4 events" in run("audit", "verify", data=data).stdout
     import sqlite3

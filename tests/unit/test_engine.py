@@ -235,7 +235,13 @@ def test_search_is_purpose_bound_audited_and_rate_limited(tmp_path: Path, folder
         assert (event.actor, event.purpose, event.case_ref) == ("alice", WHO["purpose"], "case-17")
         assert event.probe_sha256 == result.probe_sha256
         assert set(event.result_face_ids) == {m.face_id for m in result.faces[0].matches}
-        assert [e.action for e in db.audit.events()] == ["source", "ingest", "search"]
+        actions = [(e.action, e.details.get("op")) for e in db.audit.events()]
+        assert actions == [
+            ("source", "add"),
+            ("ingest", "commit"),
+            ("ingest", "run"),
+            ("search", None),
+        ]
         db.search(block_photo(GREEN), **WHO)
         db.search(block_photo(GREEN), **WHO)
         with pytest.raises(PolicyDenied, match="limit is 3"):

@@ -304,9 +304,12 @@ class SqlCatalog(GovernanceCatalog):
         space: EmbeddingSpace,
         photo: PhotoRecord,
         expires_at: dt.datetime | None = None,
+        *,
+        conn: sa.Connection | None = None,
     ) -> list[int] | None:
-        """Store a photo and its faces in one transaction; returns the ids of the faces to
-        index, or None when a photo with these bytes is already stored."""
+        """Store a photo and its faces (in ``conn``'s transaction, or one of its own);
+        returns the ids of the faces to index, or None when a photo with these bytes is
+        already stored."""
         space_id = self.space_id(space)
         now = utcnow()
         values = {
@@ -328,8 +331,11 @@ class SqlCatalog(GovernanceCatalog):
         }
         s.check_text(s.photos, values)
         try:
-            with self._db.begin() as conn:
-                photo_id = _pk(conn.execute(s.photos.insert().values(**values)))
+            with self._writing(conn) as c:
+                known = sa.select(s.photos.c.id).where(s.photos.c.sha256 == photo.sha256)
+                if c.execute(known).first() is not None:  # a failed insert would end c's tx
+                    return None
+                photo_id = _pk(c.execute(s.photos.insert().values(**values)))
                 indexed: list[int] = []
                 for face in photo.faces:
                     if face.embedding is not None and face.embedding.shape != (space.dim,):
@@ -338,7 +344,7 @@ class SqlCatalog(GovernanceCatalog):
                         )
                     row = spaces.face_row(photo_id, space_id, face, now, values["expires_at"])
                     s.check_text(s.faces, row)
-                    face_id = _pk(conn.execute(s.faces.insert().values(**row)))
+                    face_id = _pk(c.execute(s.faces.insert().values(**row)))
                     if face.skip_reason is None and face.embedding is not None:
                         indexed.append(int(face_id))
         except sa.exc.IntegrityError as exc:
