@@ -109,7 +109,7 @@ def real_descriptors(
 
     from countenance import imaging
     from countenance.config import Settings
-    from countenance.vision.registry import load_pipeline
+    from countenance.vision.models import load_pipeline
 
     # dlib's default is four views; one is the space its bands here are calibrated for
     settings = Settings(model=model, embed_views=1)

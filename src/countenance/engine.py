@@ -61,8 +61,8 @@ from countenance.types import (
     Status,
     Verification,
 )
+from countenance.vision.models import settings_for, space_of
 from countenance.vision.pipeline import AnalysedFace, FacePipeline
-from countenance.vision.registry import settings_for, space_of
 
 log = logging.getLogger("countenance")
 

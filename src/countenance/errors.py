@@ -122,3 +122,9 @@ class IndexOutOfSync(BackendError):
     """The vector index and the catalog disagree and the index could not be repaired."""
 
     code = "index_out_of_sync"
+
+
+class ModelMissing(BackendUnavailable):
+    """A model file is not installed, or does not match its pinned sha256."""
+
+    code = "model_missing"

@@ -40,7 +40,7 @@ from countenance.errors import BadImage, CountenanceError, InvalidArgument
 from countenance.ingest import face_record
 from countenance.ports import RGB, Vectors
 from countenance.types import Box, EmbeddingSpace
-from countenance.vision.registry import load_pipeline, settings_for, space_of
+from countenance.vision.models import load_pipeline, settings_for, space_of
 
 if TYPE_CHECKING:
     from countenance.engine import Engine

@@ -10,7 +10,8 @@ import numpy as np
 
 from countenance.config import Settings
 from countenance.types import Box, DetectedFace, Landmarks5
-from countenance.vision.registry import dlib_space, space_of
+from countenance.vision.models import space_of
+from countenance.vision.registry import dlib_space
 
 FAKE_SPACE = dlib_space(1)  # banded like dlib
 

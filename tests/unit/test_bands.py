@@ -12,7 +12,8 @@ import pytest
 from countenance.config import Settings
 from countenance.engine import Engine
 from countenance.types import BAND_FMRS, Bands
-from countenance.vision.registry import PIPELINES, space_of
+from countenance.vision.models import space_of
+from countenance.vision.registry import PIPELINES
 from tests.unit.fakes import block_photo, fake_pipeline
 
 BANDS = Bands(strong=0.9562, possible=0.9321, weak=0.9148, erase=0.9454)

@@ -32,15 +32,12 @@ from countenance.vision.models import (
     ModelMissing,
     ModelNotCalibrated,
     ModelStore,
-    sha256_of,
-)
-from countenance.vision.registry import (
-    BROUGHT,
     load_pipeline,
-    pipeline_spec,
     settings_for,
+    sha256_of,
     space_of,
 )
+from countenance.vision.registry import BROUGHT, pipeline_spec
 from tests.conftest import need_model
 
 # --- synthetic models and photos ---------------------------------------------------------------

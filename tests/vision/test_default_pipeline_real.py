@@ -10,7 +10,8 @@ import pytest
 
 from countenance.config import Settings
 from countenance.engine import Engine
-from countenance.vision.registry import DEFAULT, space_of
+from countenance.vision.models import space_of
+from countenance.vision.registry import DEFAULT
 from tests.conftest import need_faces
 from tests.vision.test_models import installed_store
 

@@ -15,8 +15,15 @@ import pytest
 
 from countenance.config import Settings
 from countenance.errors import InvalidArgument
-from countenance.vision.models import ModelMissing, ModelStore, default_model_dir, sha256_of
-from countenance.vision.registry import PACKAGES, PIPELINES, load_pipeline, space_of
+from countenance.vision.models import (
+    ModelMissing,
+    ModelStore,
+    default_model_dir,
+    load_pipeline,
+    sha256_of,
+    space_of,
+)
+from countenance.vision.registry import PACKAGES, PIPELINES
 from tests.conftest import run_cli
 
 FACEPLUGIN = PACKAGES["faceplugin"]

@@ -43,8 +43,8 @@ def models() -> None:
 
 
 def _listing(ctx: Context) -> dict[str, Any]:
-    from countenance.vision.models import ModelStore
-    from countenance.vision.registry import DEFAULT, PACKAGES, PIPELINES, space_of
+    from countenance.vision.models import ModelStore, space_of
+    from countenance.vision.registry import DEFAULT, PACKAGES, PIPELINES
 
     store = ModelStore.from_settings(ctx.settings)
     packages = []
@@ -88,7 +88,8 @@ def _listing(ctx: Context) -> dict[str, Any]:
 
 
 def _brought_listing(store: ModelStore, settings: Settings) -> list[dict[str, Any]]:
-    from countenance.vision.registry import BROUGHT, BROUGHT_PIPELINES, space_of
+    from countenance.vision.models import space_of
+    from countenance.vision.registry import BROUGHT, BROUGHT_PIPELINES
 
     out = []
     for model in BROUGHT.values():

@@ -39,20 +39,25 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from countenance.errors import BackendUnavailable, InvalidArgument, PolicyDenied
-from countenance.types import Bands
-from countenance.vision.registry import BROUGHT, PACKAGES, BroughtModel, ModelFile, Package
+from countenance.errors import InvalidArgument, ModelMissing, PolicyDenied
+from countenance.types import Bands, EmbeddingSpace
+from countenance.vision.registry import (
+    BROUGHT,
+    PACKAGES,
+    PIPELINES,
+    BroughtModel,
+    ModelFile,
+    Package,
+    brought_space,
+    dlib_space,
+    pipeline_spec,
+)
 
 if TYPE_CHECKING:
     from countenance.config import Settings
+    from countenance.vision.pipeline import FacePipeline
 
 _CHECKED: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) already hashed here
-
-
-class ModelMissing(BackendUnavailable):
-    """A model file is not installed, or does not match its pinned sha256."""
-
-    code = "model_missing"
 
 
 class ModelNotCalibrated(ModelMissing):
@@ -481,3 +486,44 @@ def _extract(package: Package, tarball: Path, staged: Path) -> None:
                     raise ModelMissing(f"{tarball}: {f.path} does not match its pinned sha256")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ModelMissing(f"{tarball} is not a readable npm tarball: {exc}") from exc
+
+
+# the registry's pipelines, as installed here -------------------------------------------------
+
+
+def space_of(name: str, settings: Settings) -> EmbeddingSpace:
+    """The space (with its bands) that pipeline ``name`` embeds into under ``settings``.
+
+    A brought model's space is that of the file installed in ``settings``' model directory,
+    with the bands ``countenance models calibrate`` stored beside it (none until then)."""
+    spec = pipeline_spec(name)
+    if spec.name == "dlib":  # its views are a setting, and each count is a space of its own
+        return dlib_space(settings.embed_views)
+    if spec.name in BROUGHT:
+        lock = ModelStore.from_settings(settings).lock(spec.name)
+        model = BROUGHT[spec.name]
+        if lock is None:
+            return brought_space(model)
+        return brought_space(model, lock.sha256, lock.bands)
+    return spec.space
+
+
+def settings_for(space: EmbeddingSpace, settings: Settings) -> Settings | None:
+    """``settings`` changed to select the pipeline that embeds into ``space``, or None where
+    no registered pipeline does."""
+    for name in PIPELINES:
+        for views in (settings.embed_views, 1, 4):
+            candidate = settings.replace(model=name, embed_views=views)
+            if space_of(name, candidate) == space:
+                return candidate
+    for name, model in BROUGHT.items():
+        if space.model == model.space_model:
+            candidate = settings.replace(model=name)
+            if space_of(name, candidate) == space:
+                return candidate
+    return None
+
+
+def load_pipeline(name: str, settings: Settings) -> FacePipeline:
+    """The pipeline ``name`` with its models loaded now (files checked against their sha256)."""
+    return pipeline_spec(name).load(settings, ModelStore.from_settings(settings))

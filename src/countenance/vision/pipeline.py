@@ -68,7 +68,7 @@ class FacePipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePipeline:
         """The pipeline named by ``settings.model``, models loaded now."""
-        from countenance.vision.registry import load_pipeline
+        from countenance.vision.models import load_pipeline
 
         return load_pipeline(settings.model, settings)
 

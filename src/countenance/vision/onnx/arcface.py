@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from countenance.errors import BackendError, InvalidArgument
+from countenance.errors import BackendError, InvalidArgument, ModelMissing
 from countenance.ports import RGB, Vectors
 from countenance.types import DetectedFace, EmbeddingSpace
 from countenance.vision.align import ARCFACE_SCHEME, arcface_crop
-from countenance.vision.models import ModelMissing
 from countenance.vision.onnx.runtime import Runtime
 from countenance.vision.registry import BroughtModel, Preprocessing
 

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from countenance.errors import InvalidArgument
 from countenance.ports import Detector, Embedder, Landmarker
+from countenance.vision.models import space_of
 from countenance.vision.pipeline import FacePipeline, load_age_estimator
-from countenance.vision.registry import BROUGHT, COMPONENTS, space_of
+from countenance.vision.registry import BROUGHT, COMPONENTS
 
 if TYPE_CHECKING:
     from countenance.config import Settings
