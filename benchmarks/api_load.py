@@ -60,7 +60,6 @@ def log(message: str) -> None:
 
 def build_store(data: Path, n_synthetic: int, seed: int) -> str:
     """Ingest the real photos, bulk-insert the synthetic faces; returns an investigator key."""
-    from countenance.catalog.keys import KeyStore
     from countenance.config import Settings
     from countenance.engine import Engine
     from countenance.sources.folder import FileListSource
@@ -78,7 +77,7 @@ def build_store(data: Path, n_synthetic: int, seed: int) -> str:
             assert synthetic.id is not None
             log(f"writing {n_synthetic} synthetic faces into the catalog")
             insert_synthetic(engine, synthetic.id, n_synthetic, seed)
-        key, _ = KeyStore(engine.catalog.db, engine.audit).create(
+        key, _ = engine.catalog.key_store(engine.audit).create(
             f"load-{os.getpid()}-{time.time_ns()}", "investigator", actor="benchmark"
         )
     return key
@@ -93,7 +92,7 @@ def insert_synthetic(engine: Any, source_id: int, n: int, seed: int, batch: int 
     space_id = engine.catalog.space_id(engine.space)
     now = dt.datetime.now(dt.UTC)
     photos, faces = s.photos, s.faces
-    with engine.catalog.db.begin() as conn:
+    with engine.catalog.transaction() as conn:
         for start in range(0, n, batch):
             count = min(batch, n - start)
             vectors = rng.standard_normal((count, engine.space.dim)).astype(np.float32)

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from countenance import imaging
-from countenance.catalog.audit import AuditLog
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import SqlCatalog
 from countenance.config import Settings
@@ -95,7 +94,7 @@ class Engine:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.catalog_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
         self.catalog = SqlCatalog.open(url)
-        self.audit = AuditLog(self.catalog.db)
+        self.audit = self.catalog.audit_log()
         self._pipeline = pipeline
         if pipeline is None:
             self.settings = settings = self._store_settings(settings)
@@ -187,7 +186,7 @@ class Engine:
             self, name, actor=actor or os_user(), allow_missing=allow_missing, progress=progress
         )
 
-    def _adopt(
+    def adopt(
         self,
         settings: Settings,
         space: EmbeddingSpace,
@@ -195,7 +194,11 @@ class Engine:
         index: VectorIndex,
     ) -> None:
         """Take the space a switch completed: its settings, pipeline and index; the old
-        space's index files go (its faces are gone from the catalog)."""
+        space's index files go (its faces are gone from the catalog). Called by
+        :func:`countenance.reembed.switch` once the switch has committed.
+
+        Example: ``db.adopt(settings, new_space, new_pipeline, db.index_for(new_space))``.
+        """
         old = self.space
         self.settings, self.bands = settings, bands_for(space)
         self.core.adopt(space, index, self.bands)
@@ -611,8 +614,11 @@ class Engine:
             uri=self.settings.index_uri,
         )
 
-    def _index_for(self, space: EmbeddingSpace) -> VectorIndex:
-        """The index of ``space`` (one a switch is building), agreeing with the catalog."""
+    def index_for(self, space: EmbeddingSpace) -> VectorIndex:
+        """The index of ``space`` (one a switch is building), agreeing with the catalog.
+
+        Example: ``index = db.index_for(new_space)``.
+        """
         return self._repaired_index(space)[0]
 
     def _repaired_index(self, space: EmbeddingSpace) -> tuple[VectorIndex, RepairReport]:

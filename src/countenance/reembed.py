@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from countenance import imaging
-from countenance.catalog import spaces
+from countenance.catalog.spaces import PhotoToReembed
 from countenance.errors import BadImage, CountenanceError, InvalidArgument
 from countenance.ingest import face_record
 from countenance.ports import RGB, Vectors
@@ -98,14 +97,13 @@ def switch(
         report.complete = True
         return report
     catalog = engine.catalog
+    old = engine.space
     with engine.core.writing():
-        from_id, to_id = catalog.space_id(engine.space), catalog.space_id(target)
-        with catalog.db.begin() as conn:
-            spaces.mark(conn, to_id, spaces.BUILDING)
+        catalog.mark_building(target)
         new = pipeline or load_pipeline(name, settings)
-        index = engine._index_for(target)
+        index = engine.index_for(target)
         templates = catalog.suppression_templates(target)[1:]
-        done, total = spaces.reembed_progress(catalog.db, from_id, to_id)
+        done, total = catalog.reembed_progress(old, target)
         after = 0
         with engine.fetcher() as fetcher:
 
@@ -115,12 +113,10 @@ def switch(
                     return got.body
                 return imaging.read_file(Path(uri), engine.settings.max_file_bytes)
 
-            while batch := spaces.photos_to_reembed(
-                catalog.db, from_id, to_id, limit=64, after=after
-            ):
+            while batch := catalog.photos_to_reembed(old, target, limit=64, after=after):
                 for photo in batch:
                     after = photo.photo_id
-                    _one(engine, new, photo, read, to_id, index, templates, report)
+                    _one(engine, new, photo, read, target, index, templates, report)
                     done += 1
                     if progress is not None:
                         progress(min(done, total), total)
@@ -131,17 +127,18 @@ def switch(
                 "%d photos could not be read; the switch is unfinished", len(report.missing)
             )
             return report
-
-        def record(conn: object, deleted: int) -> None:
+        # one change of the write core: the old space's faces go, the new space becomes the
+        # active one and the switch is audited, all together or not at all
+        with engine.core.change() as change:
+            deleted = catalog.complete_switch(old, target, conn=change.conn)
             report.old_faces_deleted = deleted
-            engine.audit.record(
-                conn,  # type: ignore[arg-type]
+            change.record(
                 actor=actor,
                 action="model",
                 details={
                     "op": "switch",
                     "model": name,
-                    "from": engine.space.key,
+                    "from": old.key,
                     "to": target.key,
                     "photos": report.photos,
                     "faces": report.faces,
@@ -150,9 +147,7 @@ def switch(
                     "old_faces_deleted": deleted,
                 },
             )
-
-        spaces.complete_switch(catalog.db, from_id, to_id, record)
-        engine._adopt(settings, target, new, index)
+        engine.adopt(settings, target, new, index)
         report.complete = True
     return report
 
@@ -160,9 +155,9 @@ def switch(
 def _one(
     engine: Engine,
     pipeline: FacePipeline,
-    photo: spaces.PhotoToReembed,
+    photo: PhotoToReembed,
     read: Callable[[str], bytes],
-    to_id: int,
+    space: EmbeddingSpace,
     index: object,
     templates: tuple[Vectors, npt.NDArray[np.float32]],
     report: SwitchReport,
@@ -185,7 +180,7 @@ def _one(
         kept.append((rec, stored.expires_at))
     if not kept:  # nothing of a suppressed face is kept; the photo is tried again on resume
         return
-    ids = spaces.add_faces(engine.catalog.db, photo.photo_id, to_id, kept, dt.datetime.now(dt.UTC))
+    ids = engine.catalog.add_faces(photo.photo_id, space, kept)
     if ids:
         vectors = np.stack(
             [r.embedding for r, _ in kept if r.skip_reason is None and r.embedding is not None]

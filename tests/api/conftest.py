@@ -15,7 +15,6 @@ def make_client(tmp_path: Path, pipeline: Any) -> Iterator[Any]:
     """Build a client over a fresh store; ``make_client(**settings)`` -> (client, keys)."""
     from fastapi.testclient import TestClient
 
-    from countenance.catalog.keys import KeyStore
     from countenance.config import Settings
     from countenance.engine import Engine
     from countenance.server import create_app
@@ -25,7 +24,7 @@ def make_client(tmp_path: Path, pipeline: Any) -> Iterator[Any]:
     def make(**overrides: Any) -> tuple[Any, dict[str, str]]:
         settings = Settings(data_dir=tmp_path / f"data{len(opened)}", workers=1, **overrides)
         engine = Engine(settings, pipeline=pipeline)
-        store = KeyStore(engine.catalog.db, engine.audit)
+        store = engine.catalog.key_store(engine.audit)
         keys = {
             role: store.create(f"{role}-1", role, actor="test")[0]
             for role in ("admin", "ingest", "investigator", "auditor")

@@ -100,8 +100,8 @@ def test_only_the_hash_of_a_key_is_stored(api: Any) -> None:
     import sqlalchemy as sa
 
     client, keys = api
-    db = client.app.state.server.engine.catalog.db
-    with db.connect() as conn:
+    catalog = client.app.state.server.engine.catalog
+    with catalog.transaction() as conn:
         stored = " ".join(str(r) for r in conn.execute(sa.text("SELECT * FROM api_keys")))
     assert all(key not in stored for key in keys.values())
 

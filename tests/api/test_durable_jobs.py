@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from countenance.catalog.keys import KeyStore
 from countenance.config import Settings
 from countenance.engine import Engine
 from tests.conftest import REPO
@@ -90,7 +89,7 @@ def prepare(data: Path) -> dict[str, str]:
     """A store with source ``family`` and one key per role used here."""
     with Engine(Settings(data_dir=data, workers=1), pipeline=fake_pipeline()) as db:
         db.add_source("family", basis="consent", actor="test")
-        store = KeyStore(db.catalog.db, db.audit)
+        store = db.catalog.key_store(db.audit)
         return {
             role: store.create(f"{role}-1", role, actor="test")[0] for role in ("ingest", "auditor")
         }

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from countenance.catalog.audit import AuditLog
-from countenance.catalog.keys import KeyStore, key_hash
+from countenance.catalog.keys import key_hash
 from countenance.catalog.sql import SqlCatalog
 from countenance.errors import InvalidArgument, NotFound
 
@@ -14,8 +13,8 @@ from countenance.errors import InvalidArgument, NotFound
 def test_create_authenticate_revoke(catalog_url: str) -> None:
     catalog = SqlCatalog.open(catalog_url)
     try:
-        audit = AuditLog(catalog.db)
-        store = KeyStore(catalog.db, audit)
+        audit = catalog.audit_log()
+        store = catalog.key_store(audit)
         key, info = store.create("alice", "investigator", actor="admin")
         assert key.startswith("cnt_") and len(key) == 47
         assert (info.name, info.role, info.revoked_at) == ("alice", "investigator", None)

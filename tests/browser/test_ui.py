@@ -24,7 +24,6 @@ GALLERY = [
 
 @pytest.fixture()
 def live(tmp_path: Path, pipeline: Any) -> Iterator[tuple[LiveServer, dict[str, str]]]:
-    from countenance.catalog.keys import KeyStore
     from countenance.config import Settings
     from countenance.engine import Engine
     from countenance.server import create_app
@@ -35,7 +34,7 @@ def live(tmp_path: Path, pipeline: Any) -> Iterator[tuple[LiveServer, dict[str, 
     with Engine(settings, pipeline=pipeline) as engine:
         engine.add_source("people", basis="consent", actor="test")
         engine.ingest(FileListSource([faces / p for p in GALLERY], root=faces), source="people")
-        store = KeyStore(engine.catalog.db, engine.audit)
+        store = engine.catalog.key_store(engine.audit)
         keys = {r: store.create(f"{r}-ui", r, actor="test")[0] for r in ("investigator", "admin")}
         with LiveServer(create_app(settings, engine=engine, load_models=False)) as server:
             yield server, keys

@@ -685,7 +685,133 @@ def test_suppression_templates_round_trip_exactly(catalog: SqlCatalog) -> None:
     assert catalog.suppression_templates(EmbeddingSpace("test", "2", DIM))[0].size == 0
 
 
+# what the server shows ------------------------------------------------------------------------
+
+
+def test_photo_record_holds_the_photo_its_source_and_every_face(
+    catalog: SqlCatalog, source_id: int
+) -> None:
+    v = unit_vectors(1)
+    rec = photo("p", (face(Box(1, 2, 30, 40), v[0]), face(Box(5, 6, 7, 8), skip_reason="blurry")))
+    rec = dataclasses.replace(rec, jurisdiction="FR")
+    ids = catalog.add_photo(source_id, SPACE, rec, None)
+    assert ids is not None
+    photo_id, box = catalog.face_photo(ids[0])
+    assert box == Box(1, 2, 30, 40)
+    shown = catalog.photo_record(photo_id)
+    ingested = shown.pop("ingested_at")
+    assert abs(dt.datetime.fromisoformat(ingested) - dt.datetime.now(dt.UTC)) < dt.timedelta(
+        minutes=1
+    )
+    assert ingested.endswith("+00:00")
+    faces = shown.pop("faces")
+    assert shown == {
+        "id": photo_id,
+        "uri": "/photos/p.jpg",
+        "page_url": None,
+        "width": 640,
+        "height": 480,
+        "jurisdiction": "FR",
+        "source": "family",
+    }
+    assert [(f["box"], f["quality"], f["skip_reason"]) for f in faces] == [
+        ([1, 2, 30, 40], 0.8, None),
+        ([5, 6, 7, 8], 0.8, "blurry"),
+    ]
+    assert faces[0]["face_id"] == ids[0] and faces[1]["face_id"] > ids[0]
+    assert catalog.face_photo(faces[1]["face_id"])[0] == photo_id  # a skipped face too
+    assert catalog.photo_dates({photo_id, 10_000}) == {photo_id: ingested}
+    assert catalog.photo_dates(set()) == {}
+
+
+def test_a_photo_or_face_that_is_gone_is_not_found(catalog: SqlCatalog, source_id: int) -> None:
+    ids = catalog.add_photo(source_id, SPACE, photo("p", (face(embedding=unit_vectors(1)[0]),)))
+    assert ids is not None
+    photo_id, _ = catalog.face_photo(ids[0])
+    catalog.delete_faces(ids)
+    with pytest.raises(NotFound, match="no photo"):
+        catalog.photo_record(photo_id)
+    with pytest.raises(NotFound, match="no face"):
+        catalog.face_photo(ids[0])
+    assert catalog.photo_dates([photo_id]) == {}
+
+
+def test_stored_uris_are_those_under_the_prefix_only(catalog: SqlCatalog, source_id: int) -> None:
+    for uri in ("/up_1/a.jpg", "/upX1/b.jpg", "/up_1/sub/c.jpg", "/up_10/d.jpg", "/other.jpg"):
+        rec = dataclasses.replace(photo(uri, ()), provenance=Provenance(uri))
+        catalog.add_photo(source_id, SPACE, rec)
+    # "_" is a LIKE wildcard: /upX1/ matches the pattern but is not under the folder
+    assert catalog.stored_uris("/up_1/") == {"/up_1/a.jpg", "/up_1/sub/c.jpg"}
+    assert catalog.stored_uris("/nowhere/") == set()
+
+
+def test_the_audit_log_and_key_store_live_in_the_catalog(catalog: SqlCatalog) -> None:
+    audit = catalog.audit_log()
+    key, info = catalog.key_store(audit).create("alice", "investigator", actor="admin")
+    found = catalog.key_store().authenticate(key)  # its own audit log by default
+    assert found is not None and found.id == info.id
+    catalog.key_store().revoke("alice", actor="dpo")
+    assert [(e.actor, e.details["op"]) for e in audit.events(action="key")] == [
+        ("admin", "create"),
+        ("dpo", "revoke"),
+    ]
+    assert audit.verify().ok and audit.head()[0] == 2
+
+
+# a model switch -------------------------------------------------------------------------------
+
+WIDE = EmbeddingSpace("wide", "1", 12)
+
+
+def test_a_switch_fills_the_new_space_photo_by_photo_then_completes(
+    catalog: SqlCatalog, source_id: int
+) -> None:
+    v = unit_vectors(3)
+    expiry = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
+    for name, faces in [("a", (face(Box(1, 1, 9, 9), v[0]), face(embedding=v[1]))), ("b", ())]:
+        catalog.add_photo(source_id, SPACE, photo(name, faces), expiry if name == "a" else None)
+    catalog.add_photo(source_id, SPACE, photo("c", (face(embedding=v[2]),)))
+    catalog.activate(SPACE)
+    catalog.mark_building(WIDE)
+    assert catalog.current_space() == SPACE  # a space being built is never searched
+    assert catalog.reembed_progress(SPACE, WIDE) == (0, 2)  # "b" has no face to re-embed
+    todo = catalog.photos_to_reembed(SPACE, WIDE, limit=10)
+    assert [(p.uri, len(p.faces)) for p in todo] == [("/photos/a.jpg", 2), ("/photos/c.jpg", 1)]
+    first = todo[0]
+    assert first.sha256 == photo("a", ()).sha256
+    assert first.faces[0].box == Box(1, 1, 9, 9)
+    assert first.faces[0].expires_at is not None and as_utc(first.faces[0].expires_at) == expiry
+    assert catalog.photos_to_reembed(SPACE, WIDE, limit=1, after=first.photo_id)[0].uri == (
+        "/photos/c.jpg"
+    )
+    wide = unit_vectors(2, seed=5, dim=WIDE.dim)
+    new = [
+        (face(Box(1, 1, 9, 9), wide[0]), first.faces[0].expires_at),
+        (face(skip_reason="minor"), None),
+        (face(embedding=wide[1]), None),
+    ]
+    ids = catalog.add_faces(first.photo_id, WIDE, new)
+    assert len(ids) == 2 and catalog.live_count(WIDE) == 2 and catalog.live_count(SPACE) == 3
+    assert catalog.reembed_progress(SPACE, WIDE) == (1, 2)
+    assert [p.uri for p in catalog.photos_to_reembed(SPACE, WIDE, limit=10)] == ["/photos/c.jpg"]
+    got = {i: x for b_ids, b in catalog.embeddings(WIDE) for i, x in zip(b_ids, b, strict=True)}
+    np.testing.assert_array_equal(np.stack([got[i] for i in ids]), wide)
+    with pytest.raises(RuntimeError), catalog.transaction() as conn:
+        assert catalog.complete_switch(SPACE, WIDE, conn=conn) == 3
+        raise RuntimeError("the audit event failed")  # rolled back: nothing of it stays
+    assert catalog.current_space() == SPACE and catalog.live_count(SPACE) == 3
+    assert catalog.complete_switch(SPACE, WIDE) == 3  # every face of the old space
+    assert catalog.current_space() == WIDE
+    assert (catalog.live_count(SPACE), catalog.live_count(WIDE)) == (0, 2)
+    assert catalog.photo_record(first.photo_id)["faces"][1]["skip_reason"] == "minor"
+
+
 # congruence: the same story told to SQLite and PostgreSQL -----------------------------------
+
+
+def _undated(record: dict[str, Any]) -> dict[str, Any]:
+    assert record["ingested_at"].endswith("+00:00")
+    return {**record, "ingested_at": None}
 
 
 def story(catalog: SqlCatalog) -> dict[str, Any]:
@@ -725,6 +851,10 @@ def story(catalog: SqlCatalog) -> dict[str, Any]:
             d: (fid, x.tobytes()) for d, (fid, x) in catalog.principal_faces(SPACE, digests).items()
         },
         "rows": catalog.face_rows(range(1, 20)),
+        "records": {i: _undated(catalog.photo_record(i)) for i in range(1, 8)},
+        "face photos": {i: catalog.face_photo(i) for i in range(1, 11)},
+        "dated": sorted(catalog.photo_dates(range(1, 20))),
+        "uris": catalog.stored_uris("/photos/"),
     }
     details = catalog.face_details(range(1, 20))
     for row in details.values():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from countenance.catalog import schema as s
-from countenance.catalog.collect import FetchCache, duplicate_count, near_duplicate_of, photo_id_of
 from countenance.catalog.sql import PhotoRecord, SqlCatalog
 from countenance.neardup import signature
 from countenance.types import EmbeddingSpace, Provenance, SourceInfo
@@ -43,16 +42,16 @@ def test_provenance_hashes_links_and_fetch_cache(catalog_url: str) -> None:
         original = scene_png(1)
         copy = jpeg_of(original, 70)
         assert catalog.add_photo(info.id, SPACE, _record("a" * 64, original)) == []
-        original_id = photo_id_of(catalog.db, "a" * 64)
+        original_id = catalog.photo_id_of("a" * 64)
         assert original_id is not None
         sig = signature(copy)
         assert sig is not None
-        assert near_duplicate_of(catalog.db, sig) == original_id
+        assert catalog.near_duplicate_of(sig) == original_id
         other = signature(scene_png(2))
-        assert other is not None and near_duplicate_of(catalog.db, other) is None
+        assert other is not None and catalog.near_duplicate_of(other) is None
         catalog.add_photo(info.id, SPACE, _record("b" * 64, copy, duplicate_of=original_id))
-        assert duplicate_count(catalog.db) == 1
-        with catalog.db.connect() as conn:
+        assert catalog.duplicate_count() == 1
+        with catalog.transaction() as conn:
             row = conn.execute(sa.select(s.photos).where(s.photos.c.sha256 == "b" * 64)).first()
         assert row is not None
         assert (row.licence, row.consent_ref, row.taken_at) == (
@@ -62,7 +61,7 @@ def test_provenance_hashes_links_and_fetch_cache(catalog_url: str) -> None:
         )
         assert row.duplicate_of == original_id and row.phash == sig.phash
 
-        cache = FetchCache(catalog.db)
+        cache = catalog.fetch_cache()
         url = "https://x.example/a.jpg"
         cache.record(url, etag='"v1"', last_modified=None, sha256="a" * 64, status=200)
         assert cache.validators(url) == ('"v1"', None)
@@ -89,7 +88,7 @@ def test_provenance_hashes_links_and_fetch_cache(catalog_url: str) -> None:
 
         # the original goes (retired source): its copy goes with it, and so do its validators
         catalog.delete_photos(source_id=info.id)
-        assert duplicate_count(catalog.db) == 0 and catalog.counts()["photos"] == 0
+        assert catalog.duplicate_count() == 0 and catalog.counts()["photos"] == 0
         assert cache.validators(url) is None
     finally:
         catalog.close()
@@ -102,7 +101,7 @@ def test_only_the_original_is_deleted_and_the_copy_cascades(catalog_url: str) ->
         b = catalog.add_source(SourceInfo("b", lawful_basis="consent"))
         assert a.id is not None and b.id is not None
         catalog.add_photo(a.id, SPACE, _record("a" * 64, scene_png(1)))
-        original_id = photo_id_of(catalog.db, "a" * 64)
+        original_id = catalog.photo_id_of("a" * 64)
         catalog.add_photo(b.id, SPACE, _record("b" * 64, scene_png(1), duplicate_of=original_id))
         catalog.add_photo(b.id, SPACE, _record("c" * 64, scene_png(3)))
         catalog.delete_photos(source_id=a.id)

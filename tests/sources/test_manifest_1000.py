@@ -80,7 +80,7 @@ def test_a_manifest_of_1000_urls_shows_page_urls_and_refetches_nothing(
     assert first.photos == 1000 and first.faces >= 27
 
     # every stored photo carries its page URL
-    with engine.catalog.db.connect() as conn:
+    with engine.catalog.transaction() as conn:
         stored = dict(conn.execute(sa.select(s.photos.c.uri, s.photos.c.page_url)).all())
     assert stored == page_of
 

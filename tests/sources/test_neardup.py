@@ -135,7 +135,7 @@ def test_migration_6_upgrades_an_older_catalog(tmp_path: Path) -> None:
     old.dispose()
     catalog = SqlCatalog.open(url)
     assert catalog.schema_version() == s.SCHEMA_VERSION  # 6 and what came after
-    with catalog.db.begin() as conn:
+    with catalog.transaction() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("photos")}
         assert columns >= _V6_COLUMNS
         conn.execute(sa.text("PRAGMA foreign_keys=ON"))

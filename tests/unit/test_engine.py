@@ -259,7 +259,7 @@ def _expire_everything(db: Engine) -> None:
     from countenance.catalog import schema
 
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    with db.catalog.db.begin() as conn:
+    with db.catalog.transaction() as conn:
         conn.execute(
             schema.photos.update()
             .where(schema.photos.c.expires_at.is_not(None))

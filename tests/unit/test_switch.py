@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from countenance.catalog import spaces
 from countenance.config import Settings
 from countenance.engine import Engine
 from countenance.reembed import switch
@@ -44,7 +43,7 @@ def store(tmp_path: Path) -> Path:
 def face_spaces(db: Engine) -> dict[str, int]:
     out = {}
     for space in db.catalog.spaces():
-        out[space.key] = spaces.live_count(db.catalog.db, db.catalog.space_id(space))
+        out[space.key] = db.catalog.live_count(space)
     return {k: v for k, v in out.items() if v}
 
 
@@ -88,8 +87,7 @@ def test_a_killed_switch_leaves_the_old_space_answering_and_resumes(store: Path)
         assert db.space == FAKE_SPACE and db.catalog.current_space() == FAKE_SPACE
         (face,) = db.search(block_photo(RED, size=110), **WHO).faces
         assert face.matches and all("red" in m.photo for m in face.matches)
-        wide = db.catalog.space_id(FakeWideEmbedder.space)
-        assert spaces.live_count(db.catalog.db, wide) == 3  # three photos were done
+        assert db.catalog.live_count(FakeWideEmbedder.space) == 3  # three photos were done
         report = switch(db, "faceplugin", actor="dpo", pipeline=new_pipeline())
         assert report.complete and report.photos == 3  # only the rest
         assert face_spaces(db) == {FakeWideEmbedder.space.key: 6}  # none twice, none lost

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import sqlalchemy as sa
 from PIL import Image
 
 from countenance import imaging
@@ -27,7 +26,6 @@ from countenance.api.errors import ApiError
 from countenance.api.jobs import fsync_dir
 from countenance.api.records import photo_dates
 from countenance.api.state import ServerState
-from countenance.catalog import schema as s
 from countenance.errors import BackendError, InvalidArgument
 from countenance.governance.access import JSON_NAME
 from countenance.sources.folder import FileListSource
@@ -261,12 +259,7 @@ def sweep_uploads(state: ServerState, actor: str | None = None) -> int:
 
 def _stored_uris(state: ServerState, root: Path) -> set[str]:
     """The uploaded files that stored photos refer to."""
-    p = s.photos
-    prefix = str(root) + os.sep
-    with state.engine.catalog.db.connect() as conn:
-        # LIKE may match more than the prefix ("_" is a wildcard): startswith decides
-        rows = conn.execute(sa.select(p.c.uri).where(p.c.uri.like(prefix + "%"))).scalars()
-        return {uri for uri in rows if uri.startswith(prefix)}
+    return state.engine.catalog.stored_uris(str(root) + os.sep)
 
 
 def resume_jobs(state: ServerState) -> list[dict[str, Any]]:

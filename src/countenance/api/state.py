@@ -177,7 +177,7 @@ class ServerState:
         state = cls(
             settings=engine.settings,  # the store's model, which settings.model may not name
             engine=engine,
-            keys=KeyStore(engine.catalog.db, engine.audit),
+            keys=engine.catalog.key_store(engine.audit),
             limiter=RateLimiter(settings.api_rate_per_minute),
         )
         state.jobs = Jobs(

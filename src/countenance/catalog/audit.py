@@ -12,8 +12,8 @@ somewhere else to catch that.
 
 Example::
 
-    audit = AuditLog(engine)
-    with engine.begin() as conn:
+    audit = catalog.audit_log()
+    with catalog.transaction() as conn:
         ...  # the write being audited, in the same transaction
         audit.record(conn, actor="alice", action="search", purpose="missing person",
                      case_ref="case-17", probe_sha256=digest, result_face_ids=[4, 9])
@@ -89,7 +89,7 @@ class AuditLog:
 
     Example::
 
-        audit = AuditLog(engine)
+        audit = catalog.audit_log()
         audit.append(actor="alice", action="export", details={"faces": 120})
         for event in audit.events(actor="alice", limit=20):
             print(event.seq, event.action)
@@ -120,7 +120,7 @@ class AuditLog:
 
         Example::
 
-            with engine.begin() as conn:
+            with catalog.transaction() as conn:
                 ...  # tombstone the face
                 audit.record(conn, actor="admin", action="erase", details={"face_id": 7})
         """

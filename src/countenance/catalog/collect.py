@@ -10,9 +10,9 @@ a later run that meets a duplicate again ingests it afresh, through the full pol
 
 Example::
 
-    cache = FetchCache(catalog.db)
+    cache = catalog.fetch_cache()
     cache.validators("https://example.org/a.jpg")   # (etag, last_modified) or None
-    near_duplicate_of(catalog.db, phash)            # a stored photo id, or None
+    catalog.near_duplicate_of(signature)            # a stored photo id, or None
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class FetchCache:
     """
 
     def __init__(self, db: sa.Engine) -> None:
-        self.db = db
+        self._db = db
 
     def validators(self, url: str) -> tuple[str | None, str | None] | None:
         c, p = s.fetch_cache, s.photos
@@ -139,7 +139,7 @@ class FetchCache:
             .select_from(c.join(p, p.c.sha256 == c.c.sha256))
             .where(c.c.url_sha256 == _key(url))
         )
-        with self.db.connect() as conn:
+        with self._db.connect() as conn:
             row = conn.execute(query).first()
         if row is None or (row[0] is None and row[1] is None):
             return None
@@ -164,7 +164,7 @@ class FetchCache:
             "fetched_at": dt.datetime.now(dt.UTC),
         }
         key = _key(url)
-        with self.db.begin() as conn:
+        with self._db.begin() as conn:
             updated = conn.execute(c.update().where(c.c.url_sha256 == key).values(**values))
             if not updated.rowcount:
                 conn.execute(c.insert().values(url_sha256=key, **values))
@@ -172,7 +172,7 @@ class FetchCache:
     def touch(self, url: str, status: int) -> None:
         """Note a fetch that changed nothing (a 304)."""
         c = s.fetch_cache
-        with self.db.begin() as conn:
+        with self._db.begin() as conn:
             conn.execute(
                 c.update()
                 .where(c.c.url_sha256 == _key(url))

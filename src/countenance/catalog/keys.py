@@ -6,7 +6,7 @@ Creating and revoking keys is audited.
 
 Example::
 
-    store = KeyStore(catalog.db, audit)
+    store = catalog.key_store(audit)
     key, info = store.create("alice", "investigator", actor="admin")
     assert store.authenticate(key).role == "investigator"
 """

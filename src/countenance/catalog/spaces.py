@@ -7,16 +7,20 @@ photo is done once it has a face in the target space. Completing deletes every f
 old space and marks the target active in one transaction, with its audit event inside.
 Suppression templates stay in the space they were made in (see :mod:`countenance.reembed`).
 
+``SqlCatalog`` inherits :class:`SwitchCatalog`, the methods a switch calls; the functions
+below do their work on the catalog's engine or inside a caller's transaction.
+
 Example::
 
-    active_space(catalog.db)                               # the space searches use
-    for photo in photos_to_reembed(catalog.db, old_id, new_id, limit=100): ...
+    catalog.current_space()                                # the space searches use
+    catalog.mark_building(new)
+    for photo in catalog.photos_to_reembed(old, new, limit=100): ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +47,8 @@ class StoredFace:
 
 @dataclass(frozen=True, slots=True)
 class PhotoToReembed:
+    """A photo a switch has still to re-embed, with its faces in the old space."""
+
     photo_id: int
     uri: str
     sha256: str
@@ -194,15 +200,94 @@ def add_faces(
     return indexed
 
 
-def complete_switch(
-    db: sa.Engine, from_id: int, to_id: int, record: Callable[[sa.Connection, int], None]
-) -> int:
-    """In one transaction: delete every face of ``from_id``, mark ``to_id`` active, and
-    ``record(conn, faces_deleted)`` the audit event. Returns how many faces were deleted."""
+def complete_switch(conn: sa.Connection, from_id: int, to_id: int) -> int:
+    """Inside ``conn``'s transaction: delete every face of ``from_id`` and mark ``to_id``
+    active. Returns how many faces were deleted."""
     f = s.faces
-    with db.begin() as conn:
-        deleted = conn.execute(f.delete().where(f.c.space_id == from_id)).rowcount
-        mark(conn, from_id, None)
-        mark(conn, to_id, ACTIVE)
-        record(conn, int(deleted))
+    deleted = conn.execute(f.delete().where(f.c.space_id == from_id)).rowcount
+    mark(conn, from_id, None)
+    mark(conn, to_id, ACTIVE)
     return int(deleted)
+
+
+class SwitchCatalog:
+    """Mixed into SqlCatalog: what a model switch (:mod:`countenance.reembed`) reads and
+    writes. Needs ``_db``, ``space_id`` and ``_writing``."""
+
+    _db: sa.Engine
+
+    if TYPE_CHECKING:
+
+        def space_id(self, space: EmbeddingSpace) -> int: ...
+
+        def _writing(
+            self, conn: sa.Connection | None
+        ) -> contextlib.AbstractContextManager[sa.Connection]: ...
+
+    def mark_building(self, space: EmbeddingSpace) -> None:
+        """Mark ``space`` the one a switch is filling: no search uses it until
+        :meth:`complete_switch` makes it active.
+
+        Example: ``catalog.mark_building(new_space)``.
+        """
+        space_id = self.space_id(space)
+        with self._db.begin() as conn:
+            mark(conn, space_id, BUILDING)
+
+    def live_count(self, space: EmbeddingSpace) -> int:
+        """How many faces of ``space`` are live (stored with an embedding, not skipped).
+
+        Example: ``catalog.live_count(catalog.current_space())``.
+        """
+        return live_count(self._db, self.space_id(space))
+
+    def reembed_progress(self, old: EmbeddingSpace, new: EmbeddingSpace) -> tuple[int, int]:
+        """(photos done, photos in all) of a switch from ``old`` to ``new``: a photo is done
+        once it has a face in ``new``.
+
+        Example: ``done, total = catalog.reembed_progress(old, new)``.
+        """
+        return reembed_progress(self._db, self.space_id(old), self.space_id(new))
+
+    def photos_to_reembed(
+        self, old: EmbeddingSpace, new: EmbeddingSpace, *, limit: int, after: int = 0
+    ) -> list[PhotoToReembed]:
+        """Up to ``limit`` photos (ids above ``after``, in order) with faces in ``old`` and
+        none yet in ``new``, each with its faces in ``old``.
+
+        Example: ``batch = catalog.photos_to_reembed(old, new, limit=64, after=last_id)``.
+        """
+        return photos_to_reembed(
+            self._db, self.space_id(old), self.space_id(new), limit=limit, after=after
+        )
+
+    def add_faces(
+        self,
+        photo_id: int,
+        space: EmbeddingSpace,
+        faces: list[tuple[FaceRecord, dt.datetime | None]],
+    ) -> list[int]:
+        """Store a stored photo's faces re-embedded into ``space`` (each with its expiry), in
+        one transaction; returns the ids of the faces to index.
+
+        Example: ``ids = catalog.add_faces(12, new_space, [(record, None)])``.
+        """
+        space_id = self.space_id(space)
+        return add_faces(self._db, photo_id, space_id, faces, dt.datetime.now(dt.UTC))
+
+    def complete_switch(
+        self, old: EmbeddingSpace, new: EmbeddingSpace, *, conn: sa.Connection | None = None
+    ) -> int:
+        """Delete every face of ``old`` and make ``new`` the active space, in ``conn``'s
+        transaction (the write core's, holding the switch's audit event) or one of its own;
+        returns how many faces were deleted.
+
+        Example::
+
+            with core.change() as change:
+                deleted = catalog.complete_switch(old, new, conn=change.conn)
+                change.record(actor="dpo", action="model", details={"deleted": deleted})
+        """
+        from_id, to_id = self.space_id(old), self.space_id(new)
+        with self._writing(conn) as c:
+            return complete_switch(c, from_id, to_id)

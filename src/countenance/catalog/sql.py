@@ -20,7 +20,11 @@ import sqlalchemy as sa
 
 from countenance.catalog import collect, spaces
 from countenance.catalog import schema as s
+from countenance.catalog.audit import AuditLog
 from countenance.catalog.governance import GovernanceCatalog, as_utc, iso_utc
+from countenance.catalog.keys import KeyStore
+from countenance.catalog.spaces import SwitchCatalog
+from countenance.catalog.views import ViewCatalog
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.neardup import Signature
 from countenance.ports import Ids, Vectors
@@ -96,8 +100,13 @@ def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.autocommit = autocommit
 
 
-class SqlCatalog(GovernanceCatalog):
-    """Sources, photos and faces in one SQL database, with real transactions."""
+class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog):
+    """Sources, photos and faces in one SQL database, with real transactions.
+
+    It is the only holder of the database: every statement runs in one of its methods (or
+    those of the audit log, key store and fetch cache it hands out). A write takes an
+    optional ``conn`` to run inside an open :meth:`transaction`.
+    """
 
     def __init__(self, engine: sa.Engine) -> None:
         self._db = engine
@@ -123,13 +132,24 @@ class SqlCatalog(GovernanceCatalog):
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls.open(f"sqlite:///{path}")
 
-    @property
-    def db(self) -> sa.Engine:
-        """The SQLAlchemy engine, for governance modules that keep their tables here."""
-        return self._db
-
     def close(self) -> None:
         self._db.dispose()
+
+    def audit_log(self) -> AuditLog:
+        """The hash-chained audit log kept in this catalog's database.
+
+        Example: ``catalog.audit_log().verify().ok``.
+        """
+        return AuditLog(self._db)
+
+    def key_store(self, audit: AuditLog | None = None) -> KeyStore:
+        """The server's API keys, kept in this catalog's database; creating and revoking a
+        key is recorded in ``audit`` (by default this catalog's audit log).
+
+        Example: ``key, info = catalog.key_store(audit).create("alice", "investigator",
+        actor="admin")``.
+        """
+        return KeyStore(self._db, audit if audit is not None else self.audit_log())
 
     # schema -------------------------------------------------------------------------------
 
@@ -514,6 +534,11 @@ class SqlCatalog(GovernanceCatalog):
         return collect.photo_id_of(self._db, sha256)
 
     def fetch_cache(self) -> collect.FetchCache:
+        """What the HTTP fetcher remembers of each URL it fetched (ETag, Last-Modified), so
+        a re-run asks only for what changed (see :class:`countenance.catalog.collect.FetchCache`).
+
+        Example: ``Fetcher.from_settings(settings, cache=catalog.fetch_cache())``.
+        """
         return collect.FetchCache(self._db)
 
     def retire_source(self, name: str, *, conn: sa.Connection | None = None) -> None:

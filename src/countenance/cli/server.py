@@ -15,7 +15,7 @@ from countenance.cli.common import Context, pass_ctx, print_json, stderr, stdout
 
 
 def _store(ctx: Context) -> KeyStore:
-    return KeyStore(ctx.engine.catalog.db, ctx.engine.audit)
+    return ctx.engine.catalog.key_store(ctx.engine.audit)
 
 
 @click.command()

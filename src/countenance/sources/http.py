@@ -24,7 +24,7 @@ photo is stored is asked for with If-None-Match / If-Modified-Since; a 304 raise
 
 Example::
 
-    fetcher = Fetcher.from_settings(settings, cache=FetchCache(catalog.db))
+    fetcher = Fetcher.from_settings(settings, cache=catalog.fetch_cache())
     data = fetcher.fetch_image("https://photos.example.org/a.jpg", max_bytes=20_000_000)
 """
 
