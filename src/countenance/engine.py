@@ -22,6 +22,7 @@ import getpass
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,18 @@ class Engine:
         """The face pipeline, with its models loaded on first use."""
         if self._pipeline is None:
             self._pipeline = FacePipeline.from_settings(self.settings)
+        return self._pipeline
+
+    def wrap_pipeline(self, wrap: Callable[[FacePipeline], FacePipeline]) -> FacePipeline | None:
+        """Run faces through ``wrap(pipeline)`` from now on (the server's wrapper that makes
+        the models safe for threads, or its pool of worker processes); returns the pipeline
+        now in use. While no pipeline is loaded yet this does nothing and returns None: load
+        it first (:attr:`pipeline`) to wrap it.
+
+        Example: ``db.wrap_pipeline(SerialPipeline)``.
+        """
+        if self._pipeline is not None:
+            self._pipeline = wrap(self._pipeline)
         return self._pipeline
 
     def _store_settings(self, settings: Settings) -> Settings:
@@ -445,7 +458,7 @@ class Engine:
         if not faces:
             raise NoFaceFound("no usable face found in the probe photo")
         vectors = np.stack([f.embedding for f in faces if f.embedding is not None])
-        matches = self._search_vectors(vectors, k, floor)
+        matches = self.search_vectors(vectors, k, floor)
         if len(self.core.templates[0]):
             matches = self._hide_suppressed(vectors, matches)
         if self.guard:  # an erased person's template from before a model switch
@@ -491,7 +504,17 @@ class Engine:
             for q, per in enumerate(matches)
         ]
 
-    def _search_vectors(self, vectors: Vectors, k: int, floor: float) -> list[list[Match]]:
+    def search_vectors(self, vectors: Vectors, k: int, floor: float) -> list[list[Match]]:
+        """The ``k`` best stored faces at or above similarity ``floor`` for each of
+        ``vectors`` (unit vectors in the store's space), best first.
+
+        It does the work of :meth:`search` without its checks: nothing is authorized or
+        audited and suppressed faces are not hidden. It is for measuring accuracy on the
+        operator's own labelled store (:mod:`countenance.evaluation`), never for answering
+        a person's search.
+
+        Example: ``db.search_vectors(probe[None, :], 50, -1.0)[0]``.
+        """
         # ask for a few more than k: an id the index holds but the catalog no longer has
         # (a crash between the two) is dropped here rather than shown
         gallery = self.index.count()

@@ -437,7 +437,7 @@ def _search_probes(
                 usable, key=lambda f: f.box.principal_key(analysis.width, analysis.height)
             )
             assert principal.embedding is not None
-            matches = engine._search_vectors(principal.embedding[None, :], 50, -1.0)[0]
+            matches = engine.search_vectors(principal.embedding[None, :], 50, -1.0)[0]
             candidates: dict[str, float] = {}
             for m in matches:
                 identity = face_identity.get(m.face_id, f"unlabelled:{m.face_id}")

@@ -143,18 +143,18 @@ def add_source(
 ) -> dict[str, Any]:
     if body.name in {i.name for i in state.engine.sources()}:
         raise InvalidArgument(f"a source named {body.name!r} exists")
-    with service.writing(state):
-        info = state.engine.add_source(
-            body.name,
-            basis=body.lawful_basis,
-            jurisdiction=body.jurisdiction,
-            consent_ref=body.consent_ref,
-            licence=body.licence,
-            retention_days=body.retention_days,
-            minors=body.minors,
-            adults_only=body.adults_only,
-            actor=principal.name,
-        )
+    info = service.add_source(
+        state,
+        principal,
+        body.name,
+        basis=body.lawful_basis,
+        jurisdiction=body.jurisdiction,
+        consent_ref=body.consent_ref,
+        licence=body.licence,
+        retention_days=body.retention_days,
+        minors=body.minors,
+        adults_only=body.adults_only,
+    )
     return _source_json(info)
 
 
@@ -162,9 +162,7 @@ def add_source(
 def retire_source(
     state: State, principal: Annotated[Principal, Depends(need("sources.write"))], name: str
 ) -> dict[str, Any]:
-    with service.writing(state):
-        removed = state.engine.retire_source(name, actor=principal.name)
-        service.sweep_uploads(state)
+    removed = service.retire_source(state, principal, name)
     return {"source": name, "retired": True, **removed}
 
 
@@ -214,12 +212,9 @@ def erase(
     photo_id: Annotated[int | None, Form()] = None,
 ) -> dict[str, Any]:
     data = read_upload(photo) if photo is not None else None
-    with service.writing(state):
-        receipt = state.engine.erase(
-            photo=data, face_id=face_id, photo_id=photo_id, reason=reason, actor=principal.name
-        )
-        service.sweep_uploads(state)
-    return receipt.to_json()
+    return service.erase(
+        state, principal, photo=data, face_id=face_id, photo_id=photo_id, reason=reason
+    )
 
 
 @router.post("/exports", summary="Subject access: what is held about the person in a photo")
@@ -254,18 +249,14 @@ def add_exclusion(
     principal: Annotated[Principal, Depends(need("policy.write"))],
     body: NewExclusion,
 ) -> dict[str, Any]:
-    with service.writing(state):
-        done = state.engine.exclude(body.code, reason=body.reason, actor=principal.name)
-        service.sweep_uploads(state)
-    return done
+    return service.exclude(state, principal, body.code, reason=body.reason)
 
 
 @router.delete("/policy/exclusions/{code}", summary="Lift an exclusion")
 def remove_exclusion(
     state: State, principal: Annotated[Principal, Depends(need("policy.write"))], code: str
 ) -> dict[str, Any]:
-    with service.writing(state):
-        return {"code": code, "lifted": state.engine.allow(code, actor=principal.name)}
+    return {"code": code, "lifted": service.allow(state, principal, code)}
 
 
 @router.get("/audit", summary="Audited events, oldest first (page with after_seq)")

@@ -1,9 +1,14 @@
 """The operations behind both the REST API and the browser UI, so the two cannot drift:
 each takes the server state and the calling principal and returns plain JSON-able data.
 
+Every write of the server goes through here: it queues on the server's write lock, runs the
+engine's change as the principal, and, where the change can leave uploaded files that no
+stored photo refers to any more (erasure, retirement, exclusion), sweeps them (audited).
+
 Example::
 
     result = search(state, principal, photo_bytes, purpose="missing person", case="17")
+    receipt = erase(state, principal, face_id=40, reason="Art. 17 request 114")
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from PIL import Image
 
@@ -25,11 +30,13 @@ from countenance.api.auth import Principal
 from countenance.api.errors import ApiError
 from countenance.api.jobs import fsync_dir
 from countenance.api.records import photo_dates
-from countenance.api.state import ServerState
 from countenance.errors import BackendError, InvalidArgument
 from countenance.governance.access import JSON_NAME
 from countenance.sources.folder import FileListSource
-from countenance.types import IngestSummary
+from countenance.types import IngestSummary, SourceInfo
+
+if TYPE_CHECKING:  # the state builds its jobs on this module's functions: no import back
+    from countenance.api.state import ServerState
 
 log = logging.getLogger("countenance.api")
 
@@ -47,6 +54,77 @@ def writing(state: ServerState) -> Iterator[None]:
         yield
     finally:
         state.write_lock.release()
+
+
+def add_source(
+    state: ServerState,
+    principal: Principal,
+    name: str,
+    *,
+    basis: str,
+    jurisdiction: str | None = None,
+    consent_ref: str | None = None,
+    licence: str | None = None,
+    retention_days: int | None = None,
+    minors: bool = False,
+    adults_only: bool = False,
+) -> SourceInfo:
+    """Declare a source and its lawful basis (audited as the principal)."""
+    with writing(state):
+        return state.engine.add_source(
+            name,
+            basis=basis,
+            jurisdiction=jurisdiction,
+            consent_ref=consent_ref,
+            licence=licence,
+            retention_days=retention_days,
+            minors=minors,
+            adults_only=adults_only,
+            actor=principal.name,
+        )
+
+
+def retire_source(state: ServerState, principal: Principal, name: str) -> dict[str, int]:
+    """Retire a source: its photos and faces go, and its uploaded files with them."""
+    with writing(state):
+        removed = state.engine.retire_source(name, actor=principal.name)
+        sweep_uploads(state)
+    return removed
+
+
+def erase(
+    state: ServerState,
+    principal: Principal,
+    *,
+    reason: str,
+    photo: bytes | None = None,
+    face_id: int | None = None,
+    photo_id: int | None = None,
+) -> dict[str, Any]:
+    """Erase a person (by a photo of them or a face id) or a photo; returns the receipt.
+    What erasure removed from the catalog goes from the uploads folder too."""
+    with writing(state):
+        receipt = state.engine.erase(
+            photo=photo, face_id=face_id, photo_id=photo_id, reason=reason, actor=principal.name
+        )
+        sweep_uploads(state)
+    return receipt.to_json()
+
+
+def exclude(
+    state: ServerState, principal: Principal, code: str, *, reason: str | None = None
+) -> dict[str, Any]:
+    """Exclude a jurisdiction: its photos are purged (their uploaded files too) and refused."""
+    with writing(state):
+        done = state.engine.exclude(code, reason=reason, actor=principal.name)
+        sweep_uploads(state)
+    return done
+
+
+def allow(state: ServerState, principal: Principal, code: str) -> bool:
+    """Lift an exclusion; returns whether there was one."""
+    with writing(state):
+        return state.engine.allow(code, actor=principal.name)
 
 
 def search(

@@ -26,8 +26,9 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from countenance.api import service
 from countenance.api.jobs import Jobs, JobStore
 from countenance.api.metrics import Metrics
 from countenance.catalog.keys import KeyStore
@@ -37,6 +38,9 @@ from countenance.errors import RateLimited
 from countenance.ports import RGB, Ids, VectorIndex, Vectors
 from countenance.types import Box
 from countenance.vision.pipeline import AnalysedFace, FacePipeline
+
+if TYPE_CHECKING:
+    from countenance.api.pool import PooledPipeline
 
 
 class SerialPipeline(FacePipeline):
@@ -55,6 +59,11 @@ class SerialPipeline(FacePipeline):
     ) -> list[AnalysedFace]:
         with self._lock:
             return super().analyse(rgb, boxes, ages=ages)
+
+
+def serial(pipeline: FacePipeline) -> FacePipeline:
+    """``pipeline`` made safe for threads: a :class:`SerialPipeline` (itself if it is one)."""
+    return pipeline if isinstance(pipeline, SerialPipeline) else SerialPipeline(pipeline)
 
 
 class LockedIndex:
@@ -155,6 +164,7 @@ class ServerState:
     _seen_photos: dict[str, set[int]] = field(default_factory=dict)
     _seen_lock: threading.Lock = field(default_factory=threading.Lock)
     _seen_loaded: set[str] = field(default_factory=set)
+    _pool: PooledPipeline | None = field(default=None, init=False)
 
     @classmethod
     def open(
@@ -167,13 +177,10 @@ class ServerState:
         """Open the engine (unless given) and make it safe to share between threads."""
         if engine is None:
             engine = Engine(settings, pipeline=pipeline)
-        from countenance.api import service  # it needs this module: import it late
-
         engine.core.wrap_index(LockedIndex)  # type: ignore[arg-type]
-        given = engine._pipeline
         # with search_workers > 1, load_models starts the worker processes instead
-        if settings.search_workers <= 1 and given is not None:
-            engine._pipeline = given if isinstance(given, SerialPipeline) else SerialPipeline(given)
+        if settings.search_workers <= 1:
+            engine.wrap_pipeline(serial)  # a pipeline given to the engine; else load_models
         state = cls(
             settings=engine.settings,  # the store's model, which settings.model may not name
             engine=engine,
@@ -196,11 +203,9 @@ class ServerState:
     def close(self) -> None:
         """Finish the running ingest job and stop the analysis workers (the engine is closed
         by whoever opened it)."""
-        from countenance.api.pool import PooledPipeline
-
         self.jobs.shutdown()
-        if isinstance(self.engine._pipeline, PooledPipeline):
-            self.engine._pipeline.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def load_models(self) -> None:
         """Load the face models now (so the first search is not slow) and serialise them,
@@ -211,11 +216,16 @@ class ServerState:
         if isinstance(pipeline, SerialPipeline | PooledPipeline):
             return
         if self.settings.search_workers > 1:
-            pooled = PooledPipeline(pipeline, self.settings, self.settings.search_workers)
-            pooled.warm_up()
-            self.engine._pipeline = pooled
+
+            def pool(inner: FacePipeline) -> FacePipeline:
+                pooled = PooledPipeline(inner, self.settings, self.settings.search_workers)
+                pooled.warm_up()
+                self._pool = pooled  # its worker processes stop in close()
+                return pooled
+
+            self.engine.wrap_pipeline(pool)
         else:
-            self.engine._pipeline = SerialPipeline(pipeline)
+            self.engine.wrap_pipeline(serial)
 
     def saw(self, actor: str, photo_ids: set[int]) -> None:
         """Remember that ``actor`` was shown these photos (by a search)."""

@@ -7,19 +7,59 @@ Example: ``GET /audit`` shows an auditor the latest events and whether the chain
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, BinaryIO, TypeVar
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from countenance.api import service
 from countenance.api.errors import ApiError
+from countenance.api.state import ServerState
 from countenance.api.uploads import read_upload
 from countenance.catalog.schema import LAWFUL_BASES
 from countenance.errors import CountenanceError
-from countenance.web.pages import SessionDep, denied, error_message, page, server
+from countenance.types import SourceInfo
+from countenance.web.pages import Session, SessionDep, denied, error_message, page, server
+
+T = TypeVar("T")
 
 router = APIRouter(include_in_schema=False)
+
+Page = Callable[..., HTMLResponse]  # (request, session, status_code=, **context)
+
+
+def _form_action(
+    request: Request,
+    session: Session,
+    csrf: str,
+    permission: str,
+    refusal: str,
+    work: Callable[[ServerState], T],
+    done: Callable[[T], Response],
+    failed: Page,
+) -> Response:
+    """What every form post of these pages does: check the form's CSRF token (a stale one is
+    the API's 403), then the role's ``permission`` (refused: "the role may not ``refusal``"),
+    then run ``work`` (a service operation) and answer ``done(result)``; a refusal or a
+    handled error shows page ``failed`` again with its message and status.
+
+    Example: ``_form_action(request, session, csrf, "erase", "erase", work, done, page)``.
+    """
+    session.check(csrf)
+    try:
+        if not session.principal.can(permission):
+            raise ApiError(403, "forbidden", f"the role may not {refusal}")
+        result = work(server(request))
+    except (ApiError, CountenanceError) as exc:
+        message, status = error_message(exc)
+        return failed(request, session, status_code=status, error=message)
+    return done(result)
+
+
+def _see(path: str) -> Callable[[object], Response]:
+    """After a post that worked: the browser goes (back) to ``path``."""
+    return lambda _result: RedirectResponse(path, status_code=303)
 
 
 # sources -----------------------------------------------------------------------------------
@@ -58,23 +98,26 @@ def add_source(
     consent_ref: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    session.check(csrf)
-    state = server(request)
-    try:
-        if not session.principal.can("sources.write"):
-            raise ApiError(403, "forbidden", "the role may not add sources")
-        with service.writing(state):
-            state.engine.add_source(
-                name.strip(),
-                basis=basis,
-                jurisdiction=jurisdiction.strip() or None,
-                consent_ref=consent_ref.strip() or None,
-                actor=session.principal.name,
-            )
-    except (ApiError, CountenanceError) as exc:
-        message, status = error_message(exc)
-        return _sources_page(request, session, status_code=status, error=message)
-    return RedirectResponse("/sources", status_code=303)
+    def work(state: ServerState) -> SourceInfo:
+        return service.add_source(
+            state,
+            session.principal,
+            name.strip(),
+            basis=basis,
+            jurisdiction=jurisdiction.strip() or None,
+            consent_ref=consent_ref.strip() or None,
+        )
+
+    return _form_action(
+        request,
+        session,
+        csrf,
+        "sources.write",
+        "add sources",
+        work,
+        _see("/sources"),
+        _sources_page,
+    )
 
 
 @router.post("/sources/{name}/photos")
@@ -85,36 +128,34 @@ def upload_photos(
     photos: Annotated[list[UploadFile], File()],
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    session.check(csrf)
-    state = server(request)
-    try:
-        if not session.principal.can("ingest"):
-            raise ApiError(403, "forbidden", "the role may not upload photos")
-        job = service.upload(
-            state, session.principal, name, [(p.filename, p.file) for p in photos if p.filename]
-        )
-    except (ApiError, CountenanceError) as exc:
-        message, status = error_message(exc)
-        return _sources_page(request, session, status_code=status, error=message)
-    return RedirectResponse(f"/sources?job={job['id']}", status_code=303)
+    def work(state: ServerState) -> dict[str, Any]:
+        files: list[tuple[str | None, BinaryIO]] = [
+            (p.filename, p.file) for p in photos if p.filename
+        ]
+        return service.upload(state, session.principal, name, files)
+
+    def done(job: dict[str, Any]) -> Response:
+        return RedirectResponse(f"/sources?job={job['id']}", status_code=303)
+
+    return _form_action(
+        request, session, csrf, "ingest", "upload photos", work, done, _sources_page
+    )
 
 
 @router.post("/sources/{name}/retire")
 def retire_source(
     request: Request, session: SessionDep, name: str, csrf: Annotated[str, Form()] = ""
 ) -> Response:
-    session.check(csrf)
-    state = server(request)
-    try:
-        if not session.principal.can("sources.write"):
-            raise ApiError(403, "forbidden", "the role may not retire sources")
-        with service.writing(state):
-            state.engine.retire_source(name, actor=session.principal.name)
-            service.sweep_uploads(state)
-    except (ApiError, CountenanceError) as exc:
-        message, status = error_message(exc)
-        return _sources_page(request, session, status_code=status, error=message)
-    return RedirectResponse("/sources", status_code=303)
+    return _form_action(
+        request,
+        session,
+        csrf,
+        "sources.write",
+        "retire sources",
+        lambda state: service.retire_source(state, session.principal, name),
+        _see("/sources"),
+        _sources_page,
+    )
 
 
 @router.get("/ui/jobs/{job_id}")
@@ -154,20 +195,18 @@ def exclude(
     reason: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    session.check(csrf)
-    state = server(request)
-    try:
-        if not session.principal.can("policy.write"):
-            raise ApiError(403, "forbidden", "the role may not change policy")
-        with service.writing(state):
-            done = state.engine.exclude(
-                code, reason=reason.strip() or None, actor=session.principal.name
-            )
-            service.sweep_uploads(state)
-    except (ApiError, CountenanceError) as exc:
-        message, status = error_message(exc)
-        return _policy_page(request, session, status_code=status, error=message)
-    return _policy_page(request, session, done=done)
+    return _form_action(
+        request,
+        session,
+        csrf,
+        "policy.write",
+        "change policy",
+        lambda state: service.exclude(
+            state, session.principal, code, reason=reason.strip() or None
+        ),
+        lambda done: _policy_page(request, session, done=done),
+        _policy_page,
+    )
 
 
 @router.post("/policy/allow")
@@ -177,17 +216,16 @@ def allow(
     code: Annotated[str, Form()],
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    session.check(csrf)
-    state = server(request)
-    try:
-        if not session.principal.can("policy.write"):
-            raise ApiError(403, "forbidden", "the role may not change policy")
-        with service.writing(state):
-            state.engine.allow(code, actor=session.principal.name)
-    except (ApiError, CountenanceError) as exc:
-        message, status = error_message(exc)
-        return _policy_page(request, session, status_code=status, error=message)
-    return RedirectResponse("/policy", status_code=303)
+    return _form_action(
+        request,
+        session,
+        csrf,
+        "policy.write",
+        "change policy",
+        lambda state: service.allow(state, session.principal, code),
+        _see("/policy"),
+        _policy_page,
+    )
 
 
 # erasures ----------------------------------------------------------------------------------
@@ -221,26 +259,33 @@ def erase(
     photo: Annotated[UploadFile | None, File()] = None,
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    session.check(csrf)
-    state = server(request)
-    try:
-        if not session.principal.can("erase"):
-            raise ApiError(403, "forbidden", "the role may not erase")
+    def work(state: ServerState) -> dict[str, Any]:
         data = read_upload(photo) if photo is not None and photo.filename else None
-        face = int(face_id) if face_id.strip() else None
+        face = _face_id(face_id)
         if data is None and face is None:
             raise ApiError(400, "invalid_request", "give a photo of the person or a face id")
-        with service.writing(state):
-            receipt = state.engine.erase(
-                photo=data, face_id=face, reason=reason, actor=session.principal.name
-            )
-            service.sweep_uploads(state)
-    except (ApiError, CountenanceError) as exc:
-        message, status = error_message(exc)
-        return _erasures_page(request, session, status_code=status, error=message)
+        return service.erase(state, session.principal, photo=data, face_id=face, reason=reason)
+
+    return _form_action(
+        request,
+        session,
+        csrf,
+        "erase",
+        "erase",
+        work,
+        lambda receipt: _erasures_page(request, session, receipt=receipt),
+        _erasures_page,
+    )
+
+
+def _face_id(text: str) -> int | None:
+    """The face id a form field holds, or None when it is blank."""
+    if not text.strip():
+        return None
+    try:
+        return int(text)
     except ValueError:
-        return _erasures_page(request, session, status_code=400, error="face id is a number")
-    return _erasures_page(request, session, receipt=receipt.to_json())
+        raise ApiError(400, "invalid_request", "face id is a number") from None
 
 
 # audit -------------------------------------------------------------------------------------
