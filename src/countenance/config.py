@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -108,6 +109,11 @@ class Settings:
     min_sharpness: float = _setting(
         2.0, "Faces whose aligned crop has less Laplacian variance than this are skipped as blurry."
     )
+    umask: str = _setting(
+        "077",
+        "Octal mask for the files and folders countenance writes (the catalog holds every"
+        " face's embedding): 077 keeps them to their owner; 027 lets the owner's group read.",
+    )
     max_retention_days: int = _setting(
         0,
         "Longest any face is kept, whatever its source says (e.g. 1095: three years, as under"
@@ -132,6 +138,12 @@ class Settings:
     )
     api_rate_per_minute: int = _setting(
         600, "Requests one API key may make to /v1 in any minute (0: no limit)."
+    )
+    trusted_proxy: str | None = _setting(
+        None,
+        "Address(es) of the TLS proxy in front of the server (comma-separated, * for any):"
+        " its X-Forwarded-Proto/For are believed and session cookies are always Secure;"
+        " default: none (cookies are Secure only over https).",
     )
     search_workers: int = _setting(
         1,
@@ -253,3 +265,25 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"setting {f.name}: {value!r} is not a valid {kind}") from exc
     return value
+
+
+def file_mask(settings: Settings) -> int:
+    """``settings.umask`` as a number; an invalid one is refused rather than read as 0."""
+    try:
+        mask = int(str(settings.umask), 8)
+    except ValueError:
+        raise InvalidArgument(f"umask must be octal, such as 077, not {settings.umask!r}") from None
+    if not 0 <= mask <= 0o777:
+        raise InvalidArgument(f"umask must be between 000 and 777, not {settings.umask!r}")
+    return mask
+
+
+def keep_private(path: Path, mask: int) -> None:
+    """Take from ``path``'s mode what ``mask`` forbids (a store made before the mask, or by
+    a process with a looser umask, is tightened; nothing is ever loosened)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & mask:
+            path.chmod(mode & ~mask)
+    except OSError:  # not ours to change: left as it is
+        pass

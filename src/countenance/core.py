@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,24 @@ class Change:
         recorded = self.audit.record(self.conn, **event)
         self.events.append(recorded)
         return recorded
+
+
+LOW_SPACE = 1 << 20  # bytes: below this, a failed write is put down to a full disk
+
+
+def no_space(data_dir: Path) -> str | None:
+    """What to tell the operator when the disk holding ``data_dir`` is (nearly) full, else
+    None."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        return None
+    if free >= LOW_SPACE:
+        return None
+    return (
+        f"the disk holding {data_dir} is full ({free:,} bytes free): free some space and run"
+        " again; nothing of this change was stored"
+    )
 
 
 class WriteCore:
@@ -142,8 +161,17 @@ class WriteCore:
                     change = Change(conn, self.audit)
                     yield change
             except sa.exc.SQLAlchemyError as exc:
-                raise BackendError(f"catalog write failed, nothing was changed: {exc}") from exc
-            self.follow(change)
+                raise BackendError(
+                    no_space(self.data_dir) or f"catalog write failed, nothing was changed: {exc}"
+                ) from exc
+            try:
+                self.follow(change)
+            except (OSError, BackendError) as exc:  # made; the index is repaired on next open
+                raise BackendError(
+                    (no_space(self.data_dir) or f"the index could not be saved ({exc})")
+                    + "; the change itself was made, and the index is repaired from the catalog"
+                    " when the store is next opened"
+                ) from exc
 
     def follow(self, change: Change) -> None:
         """Bring the index (and the suppression set) in line with a committed change; where

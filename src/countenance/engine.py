@@ -32,8 +32,8 @@ import numpy as np
 from countenance import imaging
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import SqlCatalog
-from countenance.config import Settings
-from countenance.core import WriteCore
+from countenance.config import Settings, file_mask, keep_private
+from countenance.core import WriteCore, no_space
 from countenance.errors import (
     BackendError,
     InvalidArgument,
@@ -52,6 +52,7 @@ from countenance.scoring import Bands, bands_for
 from countenance.sources.http import Fetcher
 from countenance.sources.opener import open_path
 from countenance.types import (
+    MAX_RETENTION_DAYS,
     EmbeddingSpace,
     IngestSummary,
     Match,
@@ -92,10 +93,19 @@ class Engine:
     def __init__(self, settings: Settings, *, pipeline: FacePipeline | None = None) -> None:
         self.settings = settings
         self.data_dir = Path(settings.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keep_private(self.data_dir, file_mask(settings))
         url = settings.catalog_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
-        self.catalog = SqlCatalog.open(url)
+        try:
+            self.catalog = SqlCatalog.open(url)
+        except BackendError as exc:
+            full = no_space(self.data_dir)
+            if full is None:
+                raise
+            raise BackendError(f"cannot open the catalog: {full}") from exc
         self.audit = self.catalog.audit_log()
+        for path in self.data_dir.glob("catalog.db*"):  # the catalog and its WAL files
+            keep_private(path, file_mask(settings))
         self._pipeline = pipeline
         if pipeline is None:
             self.settings = settings = self._store_settings(settings)
@@ -132,9 +142,14 @@ class Engine:
     # lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Save the index and release the catalog."""
-        self.core.save_index()
-        self.catalog.close()
+        """Save the index and release the catalog. An index that cannot be saved (a full
+        disk) is left to be repaired from the catalog on the next open."""
+        try:
+            self.core.save_index()
+        except BackendError as exc:
+            log.warning("%s; it is repaired from the catalog on the next open", exc)
+        finally:
+            self.catalog.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -371,7 +386,8 @@ class Engine:
         days = [d for d in (info.retention_days, self.settings.max_retention_days) if d]
         if not days:
             return None
-        return dt.datetime.now(dt.UTC) + dt.timedelta(days=min(days))
+        # a source declared before retention was bounded may hold any number: cap it
+        return dt.datetime.now(dt.UTC) + dt.timedelta(days=min(*days, MAX_RETENTION_DAYS))
 
     # ingest --------------------------------------------------------------------------------
 
@@ -668,7 +684,10 @@ class Engine:
         if extra.size or missing.size:
             log.info("index repaired: %d added, %d removed", missing.size, extra.size)
             if isinstance(index, Persistent):
-                index.save()
+                try:
+                    index.save()
+                except BackendError as exc:  # a full disk: repaired in memory, and again next open
+                    log.warning("%s; the repaired index is used unsaved", exc)
         return index, RepairReport(rebuilt, int(missing.size), int(extra.size))
 
 

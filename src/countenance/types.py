@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from countenance.errors import InvalidArgument
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +241,37 @@ class Provenance:
     licence: str | None = None
     consent_ref: str | None = None
     taken_at: str | None = None
+
+
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+MAX_RETENTION_DAYS = 36_500  # a hundred years: longer is a mistake, and overflows dates
+
+
+def source_name(name: object) -> str:
+    """A source's name as the catalog, the CLI, the API and the UI's URLs accept it: 1 to 100
+    ASCII letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit (so no
+    ``/``, no ``..``, no blanks, nothing that reads like another name). Raises
+    InvalidArgument otherwise.
+
+    Example: ``source_name("press-2024")`` is ``"press-2024"``; ``source_name("../x")`` raises.
+    """
+    if not isinstance(name, str) or not SOURCE_NAME.fullmatch(name) or ".." in name:
+        raise InvalidArgument(
+            f"a source name is 1 to 100 letters, digits, '.', '_' or '-', starting with a"
+            f" letter or digit (no '/', no '..'), not {name!r}"
+        )
+    return name
+
+
+def retention_days(days: object) -> int | None:
+    """A retention in days: None (keep), or 1 to ``MAX_RETENTION_DAYS``."""
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_RETENTION_DAYS:
+        raise InvalidArgument(
+            f"retention_days must be a whole number of days from 1 to {MAX_RETENTION_DAYS:,}"
+        )
+    return days
 
 
 @dataclass(frozen=True, slots=True)

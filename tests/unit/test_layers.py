@@ -31,6 +31,23 @@ def test_no_module_imports_a_private_name_of_another() -> None:
     assert offenders == []
 
 
+def test_no_import_cycles_in_the_package() -> None:
+    """No module reaches itself through its imports (run-time ones: imports made only for
+    type checking name a type, they do not run)."""
+    import grimp
+
+    graph = grimp.build_graph("countenance", exclude_type_checking_imports=True)
+    cycles = sorted(
+        {
+            tuple(sorted((a, b)))
+            for a in graph.modules
+            for b in graph.find_modules_directly_imported_by(a)
+            if graph.find_shortest_chain(importer=b, imported=a)
+        }
+    )
+    assert cycles == []
+
+
 # The catalog is the only holder of the database (ARCHITECTURE.md, Boundaries): outside
 # catalog/, nothing reaches a catalog's engine (an attribute ``db`` or ``_db``) or imports
 # SQLAlchemy, so every SQL statement is one of the catalog's methods. The write core alone

@@ -19,6 +19,7 @@ from countenance.api.auth import Principal, need
 from countenance.api.state import ServerState
 from countenance.api.uploads import read_upload
 from countenance.errors import InvalidArgument
+from countenance.types import MAX_RETENTION_DAYS
 
 router = APIRouter(prefix="/v1")
 
@@ -123,7 +124,7 @@ class NewSource(BaseModel):
     jurisdiction: str | None = None
     consent_ref: str | None = None
     licence: str | None = None
-    retention_days: int | None = Field(default=None, ge=1)
+    retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
     minors: bool = False
     adults_only: bool = False  # the operator declares it holds no minors: no age estimation
 

@@ -44,6 +44,7 @@ from countenance.catalog.governance import as_utc
 from countenance.errors import BackendError, InvalidArgument
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_PURPOSE = 2000  # characters: a purpose says why, in a sentence or a paragraph
 _BATCH = 5_000
 
 
@@ -128,7 +129,7 @@ class AuditLog:
             conn,
             actor=_required("actor", actor, 200),
             action=_required("action", action, 40),
-            purpose=_optional("purpose", purpose),
+            purpose=_optional("purpose", purpose, MAX_PURPOSE),
             case_ref=_optional("case_ref", case_ref, 200),
             probe_sha256=_probe_sha256(probe_sha256),
             details=_details(details),

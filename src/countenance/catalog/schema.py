@@ -245,20 +245,28 @@ fetch_cache = sa.Table(
 )
 
 
-def check_text(table: sa.Table, values: Mapping[str, Any]) -> None:
-    """Refuse a string longer than its column or holding a NUL character.
+TEXT_LIMIT = 8192  # characters of an unsized text column (a URI, a reference, a reason)
 
-    PostgreSQL refuses both (a DataError mid-transaction), SQLite stores them: checked here,
-    both backends refuse them alike and before any write.
+
+def check_text(table: sa.Table, values: Mapping[str, Any]) -> None:
+    """Refuse a string longer than its column (an unsized one: ``TEXT_LIMIT``), holding a NUL
+    character, or not encodable as UTF-8 (a lone surrogate).
+
+    PostgreSQL refuses the first three (a DataError mid-transaction), SQLite stores them:
+    checked here, both backends refuse them alike and before any write.
     """
     for name, value in values.items():
         if not isinstance(value, str):
             continue
         if "\x00" in value:
             raise InvalidArgument(f"{name} must not contain NUL characters")
-        length = getattr(table.c[name].type, "length", None)
-        if length is not None and len(value) > length:
-            raise InvalidArgument(f"{name} must have at most {length} characters: {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{name} is not valid text (a lone surrogate)") from None
+        length = getattr(table.c[name].type, "length", None) or TEXT_LIMIT
+        if len(value) > length:
+            raise InvalidArgument(f"{name} must have at most {length} characters")
 
 
 def _v1_initial(conn: sa.Connection) -> None:

@@ -28,7 +28,16 @@ from countenance.catalog.views import ViewCatalog
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.neardup import Signature
 from countenance.ports import Ids, Vectors
-from countenance.types import Box, EmbeddingSpace, Landmarks5, Metric, Provenance, SourceInfo
+from countenance.types import (
+    Box,
+    EmbeddingSpace,
+    Landmarks5,
+    Metric,
+    Provenance,
+    SourceInfo,
+    retention_days,
+    source_name,
+)
 
 
 def utcnow() -> dt.datetime:
@@ -188,18 +197,18 @@ class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog):
     # sources ------------------------------------------------------------------------------
 
     def add_source(self, info: SourceInfo, *, conn: sa.Connection | None = None) -> SourceInfo:
-        """Declare a source. Refused without one of the lawful bases in LAWFUL_BASES."""
+        """Declare a source. Refused without one of the lawful bases in LAWFUL_BASES, with a
+        name that is not a :func:`~countenance.types.source_name`, or a retention out of
+        range; a name differing from another only in case is taken for that other."""
+        source_name(info.name)
+        retention_days(info.retention_days)
         if info.lawful_basis not in s.LAWFUL_BASES:
             raise PolicyDenied(
                 f"source {info.name!r} must declare a lawful basis, one of: "
                 + ", ".join(s.LAWFUL_BASES)
             )
-        if not info.name or len(info.name) > 200:
-            raise InvalidArgument("a source name must have 1 to 200 characters")
         if info.minors and info.adults_only:
             raise InvalidArgument("a source cannot both hold minors and declare it holds none")
-        if info.retention_days is not None and info.retention_days <= 0:
-            raise InvalidArgument("retention_days must be a positive number of days")
         values = {
             "name": info.name,
             "kind": info.kind,
@@ -215,8 +224,10 @@ class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog):
         s.check_text(s.sources, values)
         t = s.sources
         with self._writing(conn) as c:
-            if c.execute(sa.select(t.c.id).where(t.c.name == info.name)).first() is not None:
-                raise InvalidArgument(f"source {info.name!r} already exists")
+            same = sa.func.lower(t.c.name) == info.name.lower()
+            existing = c.execute(sa.select(t.c.name).where(same)).scalar()
+            if existing is not None:
+                raise InvalidArgument(f"source {existing!r} already exists")
             c.execute(t.insert().values(**values))
             return self._sources(c, name=info.name)[0]
 

@@ -7,6 +7,7 @@ Results go to stdout (``--json`` for machines); progress and logs go to stderr. 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from countenance.cli.common import (
     stderr,
     stdout,
 )
-from countenance.config import Settings
+from countenance.config import Settings, file_mask
 from countenance.errors import CountenanceError, InvalidArgument
+from countenance.types import MAX_RETENTION_DAYS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +47,9 @@ def cli(ctx: click.Context, data: Path, verbose: int) -> None:
     """countenance: find where a person appears across photo sources you may lawfully use."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(message)s")
-    context = Context(Settings.from_env(data_dir=data))
+    settings = Settings.from_env(data_dir=data)
+    os.umask(file_mask(settings))  # what this process writes is its owner's (faces)
+    context = Context(settings)
     ctx.obj = context
     ctx.call_on_close(context.close)
 
@@ -67,7 +71,11 @@ def sources() -> None:
     help="The lawful basis for processing this source's faces (GDPR Art. 6).",
 )
 @click.option("--jurisdiction", help="ISO 3166 code of where the photos are, e.g. CA or US-IL.")
-@click.option("--retention-days", type=click.IntRange(min=1), help="Keep faces this many days.")
+@click.option(
+    "--retention-days",
+    type=click.IntRange(min=1, max=MAX_RETENTION_DAYS),
+    help="Keep faces this many days (at most 36,500).",
+)
 @click.option("--consent-ref", help="Where the consent is recorded (a reference, not the text).")
 @click.option("--licence", help="Licence under which the photos may be used.")
 @click.option(

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from countenance.catalog.audit import MAX_PURPOSE
 from countenance.catalog.governance import covers, iso3166
 from countenance.config import Settings
 from countenance.core import WriteCore
-from countenance.errors import PolicyDenied
+from countenance.errors import InvalidArgument, PolicyDenied
 from countenance.ports import Vectors
 from countenance.types import Provenance, SourceInfo
 
@@ -77,6 +78,9 @@ class Policy:
             )
             if needed and not (value and value.strip())
         ]
+        for name, value, longest in (("purpose", purpose, MAX_PURPOSE), ("case", case, 200)):
+            if value is not None and len(value) > longest:
+                raise InvalidArgument(f"{name} must have at most {longest} characters")
         if missing:
             raise PolicyDenied(
                 "every search must name " + ", ".join(missing) + " (who searches, why, and"
@@ -91,5 +95,5 @@ class Policy:
                         + (f" ({exclusion['reason']})" if exclusion["reason"] else "")
                     )
         limit = self.settings.search_rate_per_minute
-        if limit > 0:
+        if limit > 0:  # last: a search refused for another reason takes no slot
             self.core.catalog.reserve_rate_slot(actor, limit, dt.datetime.now(dt.UTC))
