@@ -29,7 +29,8 @@ import numpy.typing as npt
 from countenance.errors import BackendError, InvalidArgument, ModelMissing
 from countenance.ports import RGB, Vectors
 from countenance.types import DetectedFace, EmbeddingSpace
-from countenance.vision.align import ARCFACE_SCHEME, arcface_crop
+from countenance.vision.align import ARCFACE_SCHEME
+from countenance.vision.onnx.embedding import arcface_crops, unit_vectors
 from countenance.vision.onnx.runtime import Runtime
 from countenance.vision.registry import BroughtModel, Preprocessing
 
@@ -60,29 +61,13 @@ class ArcFaceEmbedder:
         self._input = str(self._session.get_inputs()[0].name)
 
     def align(self, rgb: RGB, faces: list[DetectedFace]) -> list[RGB]:
-        crops = []
-        for i, face in enumerate(faces):
-            if face.landmarks is None or face.landmarks.scheme != ARCFACE_SCHEME:
-                got = "none" if face.landmarks is None else face.landmarks.scheme
-                raise InvalidArgument(
-                    f"face {i}: {self.space.model} aligns by {ARCFACE_SCHEME} landmarks, not {got}"
-                )
-            crops.append(arcface_crop(rgb, face.landmarks, self.preprocessing.size))
-        return crops
+        return arcface_crops(rgb, faces, self.preprocessing.size, self.space.model)
 
     def embed(self, rgb: RGB, faces: list[DetectedFace]) -> Vectors:
         crops = self.align(rgb, faces)
-        if not crops:
-            return np.zeros((0, self.space.dim), dtype=np.float32)
-        rows = []
-        for crop in crops:
-            vector = self.embed_crop(crop)
-            if self.preprocessing.mirror:
-                vector = vector + self.embed_crop(crop[:, ::-1])
-            rows.append(vector)
-        raw = np.stack(rows)
-        unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(unit, dtype=np.float32)
+        return unit_vectors(
+            crops, self.embed_crop, mirror=self.preprocessing.mirror, dim=self.space.dim
+        )
 
     def embed_crop(self, crop: RGB) -> npt.NDArray[np.float32]:
         """The raw (unnormalised) output for one aligned RGB crop, no mirror."""

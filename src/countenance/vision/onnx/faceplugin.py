@@ -14,7 +14,8 @@ import. Every model has a fixed batch of 1, so faces run one at a time.
 
 Example::
 
-    from countenance.vision.onnx.runtime import Runtime
+    from countenance.vision.onnx.embedding import arcface_crops, unit_vectors
+from countenance.vision.onnx.runtime import Runtime
 
     runtime = Runtime.choose(threads=2)
     models = model_dir / FACEPLUGIN_DIR
@@ -34,10 +35,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from countenance.errors import InvalidArgument
 from countenance.ports import RGB, Vectors
 from countenance.types import Box, DetectedFace, EmbeddingSpace, Landmarks5, Point
-from countenance.vision.align import ARCFACE_SCHEME, arcface_crop, crop_resize
+from countenance.vision.align import ARCFACE_SCHEME, crop_resize
+from countenance.vision.onnx.embedding import arcface_crops, unit_vectors
 from countenance.vision.onnx.runtime import Runtime
 
 __all__ = [
@@ -188,29 +189,12 @@ class FrEmbedder:
         self._input = _input_name(self._session)
 
     def align(self, rgb: RGB, faces: list[DetectedFace]) -> list[RGB]:
-        crops = []
-        for i, face in enumerate(faces):
-            if face.landmarks is None or face.landmarks.scheme != ARCFACE_SCHEME:
-                got = "none" if face.landmarks is None else face.landmarks.scheme
-                raise InvalidArgument(
-                    f"face {i}: {self.space.model} aligns by {ARCFACE_SCHEME} landmarks, not {got}"
-                )
-            crops.append(arcface_crop(rgb, face.landmarks, FEATURE_SIZE))
-        return crops
+        return arcface_crops(rgb, faces, FEATURE_SIZE, self.space.model)
 
     def embed(self, rgb: RGB, faces: list[DetectedFace]) -> Vectors:
-        crops = self.align(rgb, faces)
-        if not crops:
-            return np.zeros((0, self.space.dim), dtype=np.float32)
-        rows = []
-        for crop in crops:
-            vector = self._run(crop)
-            if self._mirror:
-                vector = vector + self._run(crop[:, ::-1])
-            rows.append(vector)
-        raw = np.stack(rows)
-        unit = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-        return np.ascontiguousarray(unit, dtype=np.float32)
+        return unit_vectors(
+            self.align(rgb, faces), self._run, mirror=self._mirror, dim=self.space.dim
+        )
 
     def embed_crop(self, crop: RGB) -> npt.NDArray[np.float32]:
         """The raw (unnormalised) 512-d output for one 112 x 112 RGB crop, no mirror."""
