@@ -182,6 +182,8 @@ def test_subject_access_export_lists_faces_sources_and_searches(tmp_path: Path) 
         )
         with pytest.raises(PolicyDenied, match="a purpose"):
             db.export(block_photo(RED, 80), tmp_path / "o2", actor="dpo", purpose="", case="c")
+        with pytest.raises(PolicyDenied, match="a case reference"):
+            db.export(block_photo(RED, 80), tmp_path / "o3", actor="dpo", purpose="Art. 15")
 
 
 def test_unit_vectors_stay_unit_in_templates(tmp_path: Path) -> None:
