@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from countenance.api import errors, routes, service
@@ -80,7 +81,7 @@ def create_app(
     app.state.server = state
     _install_docs(app)
     errors.install(app)
-    pages.install(app)
+    pages.install(app, always_secure=bool(settings.trusted_proxy))
     app.include_router(routes.router)
     app.include_router(search.router)
     app.include_router(admin.router)
@@ -130,9 +131,15 @@ _CSP = (
 )
 
 
+# files that are the same for everyone: the only answers a browser or proxy may keep
+_STATIC = ("/static/", "/docs/assets/")
+
+
 class SecurityHeaders:
-    """Headers every answer carries: no sniffing, no framing, no referrer; and a strict
-    Content-Security-Policy on everything but the API docs."""
+    """Headers every answer carries: no sniffing, no framing, no referrer; a strict
+    Content-Security-Policy on everything but the API docs; ``Cache-Control: no-store`` on
+    everything but static assets (API answers and pages hold personal data: no disk cache or
+    shared proxy may keep them); and on a 405, ``Allow`` with the methods the path answers."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -141,7 +148,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith("/docs")
+        path = scope["path"]
+        docs = path.startswith("/docs")
+        static = path.startswith(_STATIC)
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -153,10 +162,31 @@ class SecurityHeaders:
                 ]
                 if not docs:
                     headers.append((b"content-security-policy", _CSP))
+                if not static:
+                    headers = [h for h in headers if h[0].lower() != b"cache-control"]
+                    headers.append((b"cache-control", b"no-store"))
+                if message["status"] == 405 and not any(h[0].lower() == b"allow" for h in headers):
+                    headers.append((b"allow", _allowed(scope).encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+def _allowed(scope: Scope) -> str:
+    """The methods some route answers on this path: each is tried against the app's routes
+    (Starlette's own 405 names only the first matching route's, and the error body's
+    handler drops even that). Static files are only ever read."""
+    if scope["path"].startswith(_STATIC):
+        return "GET, HEAD"
+    routes = [r for r in scope["app"].router.routes if not isinstance(r, Mount)]
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        probe = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", "")}
+        probe |= {"method": method, "headers": [], "app": scope["app"]}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def _version() -> str:

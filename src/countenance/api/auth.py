@@ -1,9 +1,10 @@
 """Who is calling, and what their role lets them do.
 
 API calls carry ``Authorization: Bearer KEY``; the browser UI signs in with a key once and
-then carries a signed session cookie (HttpOnly, SameSite=Strict) holding the key's id and a
-CSRF token that every form must echo. Either way the caller is a :class:`Principal` whose
-``name`` is the actor the audit log records.
+then carries a signed session cookie (HttpOnly, SameSite=Strict) holding a session id, the
+key's id and a CSRF token that every form must echo; signing out revokes the session id on
+the server, and revoking the key ends its sessions. Either way the caller is a
+:class:`Principal` whose ``name`` is the actor the audit log records.
 
 The roles and what each may do are in one table, :data:`PERMISSIONS`:
 
@@ -30,21 +31,20 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
+import contextlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fastapi import Request
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 from countenance.api.errors import ApiError
+from countenance.errors import BackendError
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
@@ -120,53 +120,201 @@ def require(principal: Principal, permission: str) -> None:
 
 SESSION_COOKIE = "countenance_session"
 SESSION_SECONDS = 8 * 3600
+SECRET_BYTES = 32  # the least key accepted: 256 bits, as HMAC-SHA256 (itsdangerous') wants
+SECRET_FILE = "server-secret"
+REVOKED_FILE = "revoked-sessions"
 
 
 def server_secret(data_dir: Path) -> bytes:
-    """The key that signs session cookies: random, kept in the data directory (mode 0600),
-    so sessions survive a restart and never leave the machine."""
-    path = data_dir / "server-secret"
+    """The key that signs session cookies: random, kept in ``data_dir/server-secret`` (hex,
+    mode 0600), so sessions survive a restart and never leave the machine. A file too short
+    or unreadable is refused, never used: an empty key would let anyone sign a session.
+
+    Example: ``Sessions(server_secret(Path("countenance-data")), ...)``
+    """
+    path = data_dir / SECRET_FILE
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError):
-        pass
-    secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret.hex())
-    os.chmod(path, 0o600)
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return _create_secret(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad_secret(path, f"cannot be read ({exc})") from exc
+    try:
+        secret = bytes.fromhex(text.strip())
+    except ValueError:
+        raise _bad_secret(path, "is not hex") from None
+    if len(secret) < SECRET_BYTES:
+        raise _bad_secret(path, f"holds {len(secret)} bytes of key, fewer than {SECRET_BYTES}")
     return secret
 
 
-class Sessions:
-    """Signed, expiring session tokens: ``base64(json).hmac``."""
+def _bad_secret(path: Path, why: str) -> BackendError:
+    return BackendError(
+        f"the session signing key {path} {why}; delete the file and a new one is made at the"
+        " next start (everyone signed in to the browser UI is signed out)"
+    )
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+
+def _create_secret(path: Path) -> bytes:
+    """Write a new key so that ``path`` is either absent or whole: written to a temporary
+    file, flushed to disk, then linked into place (a crash or full disk leaves no empty or
+    partial key; of two servers starting at once, the second reads the first's key)."""
+    secret = secrets.token_bytes(SECRET_BYTES)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secret.hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return server_secret(path.parent)
+        except OSError:  # a filesystem without hard links
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise BackendError(f"cannot create the session signing key {path}: {exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return secret
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform opens folders
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionToken:
+    """What a valid session cookie says: its own id, the API key it signed in with, its CSRF
+    token, and when it expires (seconds since the epoch)."""
+
+    sid: str
+    key_id: int
+    csrf: str
+    expires: float
+
+
+class RevokedSessions:
+    """Sessions signed out before they expired, so their cookies stop working: a set in
+    memory, and a line ``SID EXPIRES`` each appended to ``data_dir/revoked-sessions`` (0600)
+    so a restart keeps them out. Lines of expired sessions are dropped at each start.
+
+    Example::
+
+        revoked = RevokedSessions(data_dir / "revoked-sessions")
+        revoked.add(token.sid, token.expires)
+        assert token.sid in revoked
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._ids: dict[str, float] = {}
+        self._load()
+
+    def __contains__(self, sid: object) -> bool:
+        with self._lock:
+            expires = self._ids.get(sid) if isinstance(sid, str) else None
+        return expires is not None
+
+    def add(self, sid: str, expires: float) -> None:
+        """Revoke ``sid`` until ``expires``; refused (BackendError) when it cannot be kept on
+        disk, though this process already refuses the session."""
+        now = time.time()
+        with self._lock:
+            self._ids = {s: e for s, e in self._ids.items() if e > now}
+            self._ids[sid] = expires
+            try:
+                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, f"{sid} {int(expires) + 1}\n".encode("ascii"))
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise BackendError(f"cannot record the sign-out in {self._path}: {exc}") from exc
+
+    def _load(self) -> None:
+        try:
+            lines = self._path.read_text(encoding="ascii", errors="replace").splitlines()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BackendError(f"cannot read the revoked sessions in {self._path}: {exc}") from exc
+        now = time.time()
+        for line in lines:
+            sid, _, expires = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                if float(expires) > now:
+                    self._ids[sid] = float(expires)
+        if len(self._ids) < len(lines):
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Replace the file with the live entries only (whole or not at all)."""
+        tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.writelines(f"{s} {int(e)}\n" for s, e in self._ids.items())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._path)
+        except OSError:  # pruning is housekeeping: the old file still holds every entry
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+class Sessions:
+    """Signed, expiring, revocable session tokens. itsdangerous signs them (HMAC-SHA256 with
+    the server secret and a salt of their own, timestamped); each names a session id that
+    :meth:`revoke` puts in the :class:`RevokedSessions`.
+
+    Example::
+
+        sessions = Sessions(server_secret(data_dir), RevokedSessions(data_dir / REVOKED_FILE))
+        token = sessions.read(sessions.issue(key_id=3))
+        sessions.revoke(token)  # the cookie no longer signs anyone in
+    """
+
+    SALT = "countenance.session"
+
+    def __init__(self, secret: bytes, revoked: RevokedSessions) -> None:
+        if len(secret) < SECRET_BYTES:
+            raise BackendError(f"a session key needs {SECRET_BYTES} bytes, not {len(secret)}")
+        self._signer = URLSafeTimedSerializer(secret, salt=self.SALT)
+        self._revoked = revoked
 
     def issue(self, key_id: int) -> str:
-        payload = {
-            "k": key_id,
-            "csrf": secrets.token_urlsafe(24),
-            "exp": int(time.time()) + SESSION_SECONDS,
-        }
-        body = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
-        return f"{body}.{self._sign(body)}"
+        payload = {"sid": secrets.token_urlsafe(16), "k": key_id, "csrf": secrets.token_urlsafe(24)}
+        return self._signer.dumps(payload)
 
-    def read(self, token: str | None) -> dict[str, Any] | None:
-        """The session's payload, or None when the token is missing, forged or expired."""
-        if not token or "." not in token:
-            return None
-        body, _, mac = token.rpartition(".")
-        if not hmac.compare_digest(mac, self._sign(body)):
+    def read(self, cookie: str | None) -> SessionToken | None:
+        """The session, or None when the cookie is missing, forged, expired or revoked."""
+        if not cookie:
             return None
         try:
-            payload = json.loads(base64.urlsafe_b64decode(body.encode()))
-        except (ValueError, TypeError):
+            payload, signed = self._signer.loads(
+                cookie, max_age=SESSION_SECONDS, return_timestamp=True
+            )
+        except BadData:
             return None
-        if not isinstance(payload, dict) or payload.get("exp", 0) < time.time():
+        if not isinstance(payload, dict):
             return None
-        return payload
+        sid, key_id, csrf = payload.get("sid"), payload.get("k"), payload.get("csrf")
+        if not (isinstance(sid, str) and isinstance(key_id, int) and isinstance(csrf, str)):
+            return None
+        if sid in self._revoked:
+            return None
+        return SessionToken(sid, key_id, csrf, signed.timestamp() + SESSION_SECONDS)
 
-    def _sign(self, body: str) -> str:
-        return hmac.new(self._secret, body.encode(), hashlib.sha256).hexdigest()
+    def revoke(self, token: SessionToken) -> None:
+        self._revoked.add(token.sid, token.expires)

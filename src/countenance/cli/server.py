@@ -27,9 +27,24 @@ def _store(ctx: Context) -> KeyStore:
     help="If no admin key exists, create one named NAME and print it with the URL.",
 )
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+@click.option(
+    "--trusted-proxy",
+    metavar="ADDRESS",
+    help="Behind a TLS proxy at ADDRESS (comma-separated, or *): believe its X-Forwarded-Proto"
+    " and X-Forwarded-For, and always mark session cookies Secure.",
+)
 @pass_ctx
-def serve(ctx: Context, host: str, port: int, first_admin: str | None, log_level: str) -> None:
+def serve(
+    ctx: Context,
+    host: str,
+    port: int,
+    first_admin: str | None,
+    log_level: str,
+    trusted_proxy: str | None,
+) -> None:
     """Serve the REST API (/v1), the browser UI, /healthz and /metrics on HOST:PORT."""
+    import dataclasses
+
     import uvicorn
 
     from countenance.server import create_app
@@ -41,8 +56,19 @@ def serve(ctx: Context, host: str, port: int, first_admin: str | None, log_level
             # stdout, not a log: the one time the key is shown
             click.echo(f"first admin key ({first_admin}): {key}")
     click.echo(f"countenance serving on http://{host}:{port}/ (API docs at /docs)")
-    app = create_app(ctx.settings, engine=ctx.engine)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    settings = dataclasses.replace(
+        ctx.settings, trusted_proxy=trusted_proxy or ctx.settings.trusted_proxy
+    )
+    app = create_app(settings, engine=ctx.engine)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        # None: uvicorn's default, forwarded headers believed from 127.0.0.1 only
+        forwarded_allow_ips=settings.trusted_proxy,
+    )
 
 
 @click.group()

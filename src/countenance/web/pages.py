@@ -22,7 +22,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from countenance.api.auth import SESSION_COOKIE, Principal, Sessions, server_secret
+from countenance.api.auth import (
+    REVOKED_FILE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Principal,
+    RevokedSessions,
+    Sessions,
+    SessionToken,
+    server_secret,
+)
 from countenance.api.errors import ApiError, status_of
 from countenance.api.state import ServerState
 from countenance.errors import CountenanceError
@@ -53,10 +62,14 @@ def templates() -> Jinja2Templates:
 _TEMPLATES = templates()
 
 
-def install(app: FastAPI) -> None:
-    """Add what the pages need to the app: the session signer and the sign-in redirect."""
+def install(app: FastAPI, *, always_secure: bool = False) -> None:
+    """Add what the pages need to the app: the session signer and the sign-in redirect.
+    With ``always_secure`` (behind a TLS proxy) cookies are marked Secure whatever scheme
+    the request arrived by."""
     state: ServerState = app.state.server
-    app.state.sessions = Sessions(server_secret(state.engine.data_dir))
+    data_dir = state.engine.data_dir
+    app.state.sessions = Sessions(server_secret(data_dir), RevokedSessions(data_dir / REVOKED_FILE))
+    app.state.secure_cookies = always_secure
 
     async def to_login(request: Request, _exc: Exception) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
@@ -70,9 +83,10 @@ def install(app: FastAPI) -> None:
 class Session:
     """The signed-in principal of a page request and its CSRF token."""
 
-    def __init__(self, principal: Principal, csrf: str) -> None:
+    def __init__(self, principal: Principal, token: SessionToken) -> None:
         self.principal = principal
-        self.csrf = csrf
+        self.token = token
+        self.csrf = token.csrf
 
     def check(self, token: str | None) -> None:
         if not token or not hmac.compare_digest(token, self.csrf):
@@ -83,17 +97,56 @@ class Session:
 
 def _session(request: Request) -> Session:
     state: ServerState = request.app.state.server
-    payload = request.app.state.sessions.read(request.cookies.get(SESSION_COOKIE))
-    if payload is None:
+    token = request.app.state.sessions.read(request.cookies.get(SESSION_COOKIE))
+    if token is None:
         raise NeedSignIn
-    info = state.keys.live(int(payload["k"]))
+    info = state.keys.live(token.key_id)  # a revoked key's sessions end with it
     if info is None:
         raise NeedSignIn
     state.limiter.check(info.name)
-    return Session(Principal(info.id, info.name, info.role), str(payload["csrf"]))
+    return Session(Principal(info.id, info.name, info.role), token)
 
 
 SessionDep = Annotated[Session, Depends(_session)]
+
+
+def secure_cookies(request: Request) -> bool:
+    """Whether cookies are marked Secure: over https, or always behind a trusted TLS proxy
+    (which may reach us over plain http)."""
+    return request.url.scheme == "https" or bool(request.app.state.secure_cookies)
+
+
+def set_login_csrf(request: Request, response: Response, token: str) -> None:
+    """The sign-in form's CSRF token, as a cookie the form's post must match."""
+    response.set_cookie(
+        LOGIN_CSRF,
+        token,
+        httponly=True,
+        samesite="strict",
+        max_age=900,
+        secure=secure_cookies(request),
+    )
+
+
+def start_session(request: Request, response: Response, key_id: int) -> None:
+    """Sign the browser in as API key ``key_id``: a new session cookie on ``response``."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        request.app.state.sessions.issue(key_id),
+        httponly=True,
+        samesite="strict",
+        max_age=SESSION_SECONDS,
+        secure=secure_cookies(request),
+    )
+
+
+def end_session(request: Request, response: Response, session: Session) -> None:
+    """Sign out: the session is revoked on the server (a copy of the cookie stops working
+    too) and the browser told to drop it."""
+    request.app.state.sessions.revoke(session.token)
+    response.delete_cookie(
+        SESSION_COOKIE, httponly=True, samesite="strict", secure=secure_cookies(request)
+    )
 
 
 def server(request: Request) -> ServerState:

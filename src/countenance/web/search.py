@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from countenance.api import records, service
-from countenance.api.auth import SESSION_COOKIE, SESSION_SECONDS, Principal
+from countenance.api.auth import Principal
 from countenance.api.errors import ApiError
 from countenance.api.uploads import read_upload
 from countenance.errors import CountenanceError
@@ -22,9 +22,12 @@ from countenance.web.pages import (
     LOGIN_CSRF,
     SessionDep,
     denied,
+    end_session,
     error_message,
     page,
     server,
+    set_login_csrf,
+    start_session,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -42,7 +45,7 @@ def home(request: Request) -> Response:
 def login_form(request: Request, next: str = "/search") -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = page(request, None, "login.html", login_csrf=token, next=_local(next))
-    response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", max_age=900)
+    set_login_csrf(request, response, token)
     return response
 
 
@@ -69,29 +72,22 @@ def login(
             next=_local(next),
             error="That key is unknown or revoked.",
         )
-        response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", max_age=900)
+        set_login_csrf(request, response, token)
         return response
     target = _local(next)
     if target == "/search" and not Principal(info.id, info.name, info.role).can("search"):
         target = "/sources"
     redirect = RedirectResponse(target, status_code=303)
-    redirect.set_cookie(
-        SESSION_COOKIE,
-        request.app.state.sessions.issue(info.id),
-        httponly=True,
-        samesite="strict",
-        max_age=SESSION_SECONDS,
-        secure=request.url.scheme == "https",
-    )
+    start_session(request, redirect, info.id)
     redirect.delete_cookie(LOGIN_CSRF)
     return redirect
 
 
 @router.post("/logout")
-def logout(session: SessionDep, csrf: Annotated[str, Form()] = "") -> Response:
+def logout(request: Request, session: SessionDep, csrf: Annotated[str, Form()] = "") -> Response:
     session.check(csrf)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    end_session(request, response, session)
     return response
 
 
