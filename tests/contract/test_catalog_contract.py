@@ -906,3 +906,28 @@ def test_sqlite_and_postgresql_tell_the_same_story(tmp_path: Path, postgres_url:
     assert told["sqlite"]["added"]["again"] is None
     for part in told["sqlite"]:
         assert told["postgres"][part] == told["sqlite"][part], part
+
+
+def test_concurrent_rate_slots_let_exactly_the_limit_through(catalog: SqlCatalog) -> None:
+    """The slot is written before it is counted: 12 reservations at once under a limit of 5
+    leave exactly 5, on either database; another actor has a minute of its own."""
+    import datetime as dt
+    from concurrent.futures import ThreadPoolExecutor
+
+    from countenance.errors import RateLimited
+
+    now = dt.datetime.now(dt.UTC)
+
+    def reserve(_: int) -> bool:
+        try:
+            catalog.reserve_rate_slot("alice", 5, now)
+        except RateLimited:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        granted = list(pool.map(reserve, range(12)))
+    assert granted.count(True) == 5
+    assert catalog.reserve_rate_slot("bob", 5, now) == 1
+    later = now + dt.timedelta(minutes=2)  # the minute has passed: alice may search again
+    assert catalog.reserve_rate_slot("alice", 5, later) == 1
