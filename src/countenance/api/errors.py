@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from countenance import errors as e
@@ -50,6 +51,20 @@ _HTTP_CODES = {
     422: "invalid_request",
     429: "rate_limited",
 }
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine ``code`` (``not_found``, ``bad_image.empty``) and a
+    message for people."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one error body: ``{"error": {"code": "not_found", "message": "..."}}``."""
+
+    error: ErrorDetail
 
 
 class ApiError(Exception):
@@ -88,10 +103,7 @@ def as_response(exc: Exception) -> JSONResponse:
         if isinstance(exc, e.BadImage):
             code = f"bad_image.{exc.reason}" if exc.reason else exc.code
     elif isinstance(exc, RequestValidationError):
-        problems = [
-            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body')}: {err.get('msg')}"
-            for err in exc.errors()
-        ]
+        problems = [_problem(err, exc.body) for err in exc.errors()]
         status, code, message = 422, "invalid_request", "; ".join(problems) or "invalid request"
     elif isinstance(exc, StarletteHTTPException):
         status = exc.status_code
@@ -103,6 +115,21 @@ def as_response(exc: Exception) -> JSONResponse:
     if status == 429 and headers is None:
         headers = {"Retry-After": "60"}
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _problem(err: Any, body: Any) -> str:
+    where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+    loc = err.get("loc", ())
+    # FastAPI reads an empty form field as a missing one: say what was sent
+    if (
+        err.get("type") == "missing"
+        and len(loc) == 2
+        and loc[0] == "body"
+        and hasattr(body, "getlist")
+        and any(v == "" for v in body.getlist(str(loc[1])))
+    ):
+        return f"{where}: must not be empty"
+    return f"{where}: {err.get('msg')}"
 
 
 def install(app: FastAPI) -> None:

@@ -9,17 +9,172 @@ Example::
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 
 from countenance.api import records, service
 from countenance.api.auth import Principal, need
+from countenance.api.errors import ApiError, ErrorBody
 from countenance.api.state import ServerState
 from countenance.api.uploads import read_upload
-from countenance.errors import InvalidArgument
 from countenance.types import MAX_RETENTION_DAYS
+
+# wire types: what a request may hold, as the OpenAPI document says it ---------------------
+
+MAX_ID = 2**63 - 1  # ids are SQL BIGINT rowids (and FAISS int64)
+MAX_PURPOSE = 2000  # countenance.catalog.audit.MAX_PURPOSE
+MAX_CASE = 200  # the audit log's case_ref column
+MAX_TEXT = 8192  # countenance.catalog.schema.TEXT_LIMIT: an unsized text column
+# countenance.types.SOURCE_NAME without '..', spelled without look-ahead (ECMA and Rust alike)
+SOURCE_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?$"
+ISO3166_PATTERN = r"^[A-Za-z]{2}(?:-[A-Za-z0-9]{1,3})?$"
+NON_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"  # something besides blanks, and no NUL
+NO_NUL = r"^[^\x00]*$"
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+SourceName = Annotated[str, Field(min_length=1, max_length=100, pattern=SOURCE_NAME_PATTERN)]
+Iso3166 = Annotated[str, Field(min_length=2, max_length=6, pattern=ISO3166_PATTERN)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=NO_NUL)]
+# the six GDPR Art. 6 bases: countenance.catalog.schema.LAWFUL_BASES (a test pins them)
+LawfulBasis = Literal[
+    "consent", "contract", "legal_obligation", "vital_interest", "public_task",
+    "legitimate_interest",
+]  # fmt: skip
+
+_DESCRIPTIONS = {
+    400: "A value the server cannot use (an empty file, conflicting fields)",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key's role may not do this, or policy refuses it",
+    404: "No such record (or none you may see)",
+    409: "It exists already",
+    413: "The body or an image is over the limit",
+    415: "An upload that is not an image",
+    422: "The request does not match this document, or no face was found",
+    429: "Past the key's rate limit (see Retry-After)",
+    503: "The store is busy with another write or a backend is down; try again later",
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses of a route: every one has the one error body."""
+    every = (401, 403, 422, 429)
+    return {
+        s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]}
+        for s in sorted({*every, *statuses})
+    }
+
+
+READ = _errors()
+READ_ONE = _errors(404)
+WRITE = _errors(400, 503)
+UPLOAD = _errors(400, 404, 413, 415, 503)
+
+
+class _Open(BaseModel):
+    # a response's documented fields; the server may add more without breaking clients
+    model_config = ConfigDict(extra="allow")
+
+
+class Source(_Open):
+    name: str
+    lawful_basis: str
+    kind: str
+    jurisdiction: str | None
+    consent_ref: str | None
+    licence: str | None
+    retention_days: int | None
+    minors: bool
+    adults_only: bool
+    created_at: str | None
+    retired_at: str | None
+    photos: int
+    faces: int
+
+
+class Sources(_Open):
+    sources: list[Source]
+
+
+class Lead(_Open):
+    face_id: int
+    photo_id: int
+    similarity: float
+    band: str | None
+    photo: str | None
+    uri: str | None
+    source: str | None
+    box: list[int]
+    ingested_at: str | None
+
+
+class ProbeFace(_Open):
+    box: list[int]
+    quality: float
+    matches: list[Lead]
+
+
+class SearchResult(_Open):
+    probe_sha256: str
+    gallery_faces: int
+    min_similarity: float
+    faces: list[ProbeFace]
+
+
+class Verification(_Open):
+    same: bool
+    similarity: float
+    band: str | None
+
+
+class Photo(_Open):
+    """A stored photo; ``uri`` is its file's path only for admins (others see its name)."""
+
+    id: int
+    uri: str | None
+    page_url: str | None
+    width: int | None
+    height: int | None
+    ingested_at: str | None
+
+
+class Job(_Open):
+    id: str
+    source: str
+    state: str
+    done: int
+    total: int
+
+
+class Jobs(_Open):
+    jobs: list[Job]
+
+
+class Retired(_Open):
+    source: str
+    retired: bool
+
+
+class Exclusions(_Open):
+    exclusions: list[dict[str, Any]]
+
+
+class Lifted(_Open):
+    code: str
+    lifted: bool
+
+
+class AuditEvent(_Open):
+    seq: int
+    at: str
+    actor: str
+    action: str
+
+
+class AuditEvents(_Open):
+    events: list[AuditEvent]
+
 
 router = APIRouter(prefix="/v1")
 
@@ -53,16 +208,39 @@ def _source_json(info: Any) -> dict[str, Any]:
 # search and verify -------------------------------------------------------------------------
 
 
-@router.post("/search", summary="Leads for every face in a probe photo (audited)")
+Purpose = Annotated[
+    str,
+    Form(
+        min_length=1,
+        max_length=MAX_PURPOSE,
+        pattern=NON_BLANK,
+        description="Why this is done (audited).",
+    ),
+]
+Case = Annotated[
+    str | None,
+    Form(max_length=MAX_CASE, pattern=NON_BLANK, description="The case it serves (audited)."),
+]
+
+
+@router.post(
+    "/search",
+    summary="Leads for every face in a probe photo (audited)",
+    response_model=SearchResult,
+    responses=UPLOAD,
+)
 def search(
     state: State,
     principal: Annotated[Principal, Depends(need("search"))],
     photo: Annotated[UploadFile, File(description="The probe photo.")],
-    purpose: Annotated[str, Form(description="Why this search is run (audited).")],
-    case: Annotated[str | None, Form(description="The case it serves (audited).")] = None,
+    purpose: Purpose,
+    case: Case = None,
     top: Annotated[int | None, Form(ge=1, le=1000)] = None,
     min_similarity: Annotated[float | None, Form(ge=-1, le=1)] = None,
-    location: Annotated[str | None, Form(description="ISO 3166 code of the searcher.")] = None,
+    location: Annotated[
+        str | None,
+        Form(pattern=ISO3166_PATTERN, description="ISO 3166 code of the searcher."),
+    ] = None,
 ) -> dict[str, Any]:
     return service.search(
         state,
@@ -76,7 +254,12 @@ def search(
     )
 
 
-@router.post("/verify", summary="Whether the principal faces of two photos are one person")
+@router.post(
+    "/verify",
+    summary="Whether the principal faces of two photos are one person",
+    response_model=Verification,
+    responses=UPLOAD,
+)
 def verify(
     state: State,
     _principal: Annotated[Principal, Depends(need("verify"))],
@@ -86,29 +269,35 @@ def verify(
     return state.engine.verify(read_upload(a, "a"), read_upload(b, "b")).to_json()
 
 
-@router.get("/photos/{photo_id}", summary="A photo of your results, with all its faces")
+@router.get(
+    "/photos/{photo_id}",
+    summary="A photo of your results, with all its faces",
+    response_model=Photo,
+    responses=READ_ONE,
+)
 def photo(
     state: State,
     principal: Annotated[Principal, Depends(need("view_results"))],
-    photo_id: int,
+    photo_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> dict[str, Any]:
-    service.may_view(state, principal, photo_id)
-    return records.photo_record(state.engine, photo_id)
+    return service.photo_view(state, principal, photo_id)
 
 
 @router.get(
     "/faces/{face_id}/crop",
     summary="A JPEG crop of a face of your results",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={
+        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        **READ_ONE,
+    },
 )
 def face_crop(
     state: State,
     principal: Annotated[Principal, Depends(need("view_results"))],
-    face_id: int,
+    face_id: Annotated[int, Path(ge=1, le=MAX_ID)],
 ) -> Response:
-    photo_id, _box = records.face_photo(state.engine, face_id)
-    service.may_view(state, principal, photo_id)
+    service.visible_face(state, principal, face_id)
     jpeg = records.face_crop(state.engine, face_id)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
@@ -119,31 +308,45 @@ def face_crop(
 class NewSource(BaseModel):
     """A source to declare; ``lawful_basis`` is one of the six GDPR Art. 6 bases."""
 
-    name: str = Field(min_length=1, max_length=200)
-    lawful_basis: str
-    jurisdiction: str | None = None
-    consent_ref: str | None = None
-    licence: str | None = None
+    model_config = ConfigDict(strict=True)  # JSON types as declared: no "1" for 1, no 0 for false
+
+    name: SourceName
+    lawful_basis: LawfulBasis
+    jurisdiction: Iso3166 | None = None
+    consent_ref: Text | None = None
+    licence: Text | None = None
     retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
     minors: bool = False
     adults_only: bool = False  # the operator declares it holds no minors: no age estimation
 
 
-@router.get("/sources", summary="Every source with its photo and face counts")
+@router.get(
+    "/sources",
+    summary="Every source with its photo and face counts",
+    response_model=Sources,
+    responses=READ,
+)
 def list_sources(
     state: State, _principal: Annotated[Principal, Depends(need("sources.read"))]
 ) -> dict[str, Any]:
     return {"sources": [_source_json(i) for i in state.engine.sources()]}
 
 
-@router.post("/sources", status_code=201, summary="Declare a source and its lawful basis")
+@router.post(
+    "/sources",
+    status_code=201,
+    summary="Declare a source and its lawful basis",
+    response_model=Source,
+    responses=_errors(400, 409, 503),
+)
 def add_source(
     state: State,
     principal: Annotated[Principal, Depends(need("sources.write"))],
     body: NewSource,
 ) -> dict[str, Any]:
-    if body.name in {i.name for i in state.engine.sources()}:
-        raise InvalidArgument(f"a source named {body.name!r} exists")
+    # names are unique regardless of case (the catalog's rule): a clash is a conflict
+    if body.name.lower() in {i.name.lower() for i in state.engine.sources()}:
+        raise ApiError(409, "conflict", f"a source named {body.name!r} exists")
     info = service.add_source(
         state,
         principal,
@@ -159,41 +362,69 @@ def add_source(
     return _source_json(info)
 
 
-@router.delete("/sources/{name}", summary="Retire a source: delete its photos and faces")
+NamePath = Annotated[
+    str, Path(min_length=1, max_length=100, pattern=SOURCE_NAME_PATTERN, description="A source")
+]
+
+
+@router.delete(
+    "/sources/{name}",
+    summary="Retire a source: delete its photos and faces",
+    response_model=Retired,
+    responses=_errors(400, 404, 503),
+)
 def retire_source(
-    state: State, principal: Annotated[Principal, Depends(need("sources.write"))], name: str
+    state: State,
+    principal: Annotated[Principal, Depends(need("sources.write"))],
+    name: NamePath,
 ) -> dict[str, Any]:
     removed = service.retire_source(state, principal, name)
     return {"source": name, "retired": True, **removed}
 
 
 @router.post(
-    "/sources/{name}/photos", status_code=202, summary="Upload photos into a source (a job)"
+    "/sources/{name}/photos",
+    status_code=202,
+    summary="Upload photos into a source (a job)",
+    response_model=Job,
+    responses=UPLOAD,
 )
 def upload_photos(
     state: State,
     principal: Annotated[Principal, Depends(need("ingest"))],
-    name: str,
-    photos: Annotated[list[UploadFile], File(description="One or more photos.")],
+    name: NamePath,
+    photos: Annotated[list[UploadFile], File(min_length=1, description="One or more photos.")],
 ) -> dict[str, Any]:
     return service.upload(state, principal, name, [(p.filename, p.file) for p in photos])
 
 
-@router.get("/jobs", summary="Recent ingest jobs, newest first")
+@router.get(
+    "/jobs", summary="Recent ingest jobs, newest first", response_model=Jobs, responses=READ
+)
 def list_jobs(
     state: State, _principal: Annotated[Principal, Depends(need("ingest"))]
 ) -> dict[str, Any]:
     return {"jobs": [j.to_json() for j in state.jobs.all()]}
 
 
-@router.get("/jobs/{job_id}", summary="One ingest job's state and progress")
+@router.get(
+    "/jobs/{job_id}",
+    summary="One ingest job's state and progress",
+    response_model=Job,
+    responses=READ_ONE,
+)
 def get_job(
     state: State, _principal: Annotated[Principal, Depends(need("ingest"))], job_id: str
 ) -> dict[str, Any]:
     return state.jobs.get(job_id).to_json()
 
 
-@router.get("/status", summary="Counts across the store, index kind and space")
+@router.get(
+    "/status",
+    summary="Counts across the store, index kind and space",
+    response_model=_Open,
+    responses=READ,
+)
 def status(
     state: State, _principal: Annotated[Principal, Depends(need("sources.read"))]
 ) -> dict[str, Any]:
@@ -203,14 +434,27 @@ def status(
 # governance --------------------------------------------------------------------------------
 
 
-@router.post("/erasures", summary="Erase a person (by photo or face id) or a photo; a receipt")
+@router.post(
+    "/erasures",
+    summary="Erase a person (by photo or face id) or a photo; a receipt",
+    response_model=_Open,
+    responses=UPLOAD,
+)
 def erase(
     state: State,
     principal: Annotated[Principal, Depends(need("erase"))],
-    reason: Annotated[str, Form(min_length=1, description="Why (e.g. the request's number).")],
+    reason: Annotated[
+        str,
+        Form(
+            min_length=1,
+            max_length=MAX_TEXT,
+            pattern=NON_BLANK,
+            description="Why (e.g. the request's number).",
+        ),
+    ],
     photo: Annotated[UploadFile | None, File(description="A photo of the person.")] = None,
-    face_id: Annotated[int | None, Form()] = None,
-    photo_id: Annotated[int | None, Form()] = None,
+    face_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    photo_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
 ) -> dict[str, Any]:
     data = read_upload(photo) if photo is not None else None
     return service.erase(
@@ -218,13 +462,18 @@ def erase(
     )
 
 
-@router.post("/exports", summary="Subject access: what is held about the person in a photo")
+@router.post(
+    "/exports",
+    summary="Subject access: what is held about the person in a photo",
+    response_model=_Open,
+    responses=UPLOAD,
+)
 def export(
     state: State,
     principal: Annotated[Principal, Depends(need("export"))],
     photo: Annotated[UploadFile, File()],
-    purpose: Annotated[str, Form(description="Why the export is made (audited).")],
-    case: Annotated[str | None, Form(description="The request it serves (audited).")] = None,
+    purpose: Purpose,
+    case: Case = None,
 ) -> dict[str, Any]:
     # subject access by photo is a search: purpose, case and the rate limit apply
     return service.export(state, principal, read_upload(photo), purpose=purpose, case=case)
@@ -233,18 +482,31 @@ def export(
 class NewExclusion(BaseModel):
     """A jurisdiction to exclude (ISO 3166: ``CA``, ``US-IL``)."""
 
-    code: str = Field(min_length=2, max_length=10)
-    reason: str | None = None
+    model_config = ConfigDict(strict=True)  # JSON types as declared: no "1" for 1, no 0 for false
+
+    code: Iso3166
+    reason: Text | None = None
 
 
-@router.get("/policy/exclusions", summary="The excluded jurisdictions")
+@router.get(
+    "/policy/exclusions",
+    summary="The excluded jurisdictions",
+    response_model=Exclusions,
+    responses=READ,
+)
 def list_exclusions(
     state: State, _principal: Annotated[Principal, Depends(need("policy.read"))]
 ) -> dict[str, Any]:
     return {"exclusions": state.engine.exclusions()}
 
 
-@router.post("/policy/exclusions", status_code=201, summary="Exclude a jurisdiction")
+@router.post(
+    "/policy/exclusions",
+    status_code=201,
+    summary="Exclude a jurisdiction",
+    response_model=_Open,
+    responses=WRITE,
+)
 def add_exclusion(
     state: State,
     principal: Annotated[Principal, Depends(need("policy.write"))],
@@ -253,27 +515,44 @@ def add_exclusion(
     return service.exclude(state, principal, body.code, reason=body.reason)
 
 
-@router.delete("/policy/exclusions/{code}", summary="Lift an exclusion")
+@router.delete(
+    "/policy/exclusions/{code}",
+    summary="Lift an exclusion",
+    response_model=Lifted,
+    responses=WRITE,
+)
 def remove_exclusion(
-    state: State, principal: Annotated[Principal, Depends(need("policy.write"))], code: str
+    state: State,
+    principal: Annotated[Principal, Depends(need("policy.write"))],
+    code: Annotated[str, Path(min_length=2, max_length=6, pattern=ISO3166_PATTERN)],
 ) -> dict[str, Any]:
     return {"code": code, "lifted": service.allow(state, principal, code)}
 
 
-@router.get("/audit", summary="Audited events, oldest first (page with after_seq)")
+@router.get(
+    "/audit",
+    summary="Audited events, oldest first (page with after_seq)",
+    response_model=AuditEvents,
+    responses=READ,
+)
 def audit(
     state: State,
     _principal: Annotated[Principal, Depends(need("audit.read"))],
-    action: str | None = None,
-    actor: str | None = None,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    action: Annotated[str | None, Query(max_length=40)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     events = state.engine.audit.events(action=action, actor=actor, after_seq=after_seq, limit=limit)
     return {"events": [e.to_json() for e in events]}
 
 
-@router.get("/audit/verify", summary="Check the audit log's hash chain")
+@router.get(
+    "/audit/verify",
+    summary="Check the audit log's hash chain",
+    response_model=_Open,
+    responses=READ,
+)
 def audit_verify(
     state: State, _principal: Annotated[Principal, Depends(need("audit.read"))]
 ) -> dict[str, Any]:

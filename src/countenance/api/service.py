@@ -29,8 +29,8 @@ from countenance import imaging
 from countenance.api.auth import Principal
 from countenance.api.errors import ApiError
 from countenance.api.jobs import fsync_dir
-from countenance.api.records import photo_dates
-from countenance.errors import BackendError, InvalidArgument
+from countenance.api.records import face_photo, photo_dates, photo_record
+from countenance.errors import BackendError, InvalidArgument, NotFound
 from countenance.governance.access import JSON_NAME
 from countenance.sources.folder import FileListSource
 from countenance.types import IngestSummary, SourceInfo
@@ -154,6 +154,7 @@ def search(
     dates = photo_dates(state.engine, photo_ids)
     state.saw(principal.name, photo_ids)
     state.metrics.searches.inc()
+    admin = principal.role == "admin"
     return {
         "probe_sha256": result.probe_sha256,
         "gallery_faces": result.gallery_faces,
@@ -163,7 +164,12 @@ def search(
                 "box": face.box.as_list(),
                 "quality": round(face.quality, 3),
                 "matches": [
-                    {**m.to_json(), "photo_id": m.photo_id, "ingested_at": dates.get(m.photo_id)}
+                    {
+                        **m.to_json(),
+                        **({} if admin else _public_match(m.to_json())),
+                        "photo_id": m.photo_id,
+                        "ingested_at": dates.get(m.photo_id),
+                    }
                     for m in face.matches
                 ],
             }
@@ -172,13 +178,57 @@ def search(
     }
 
 
+NOT_AMONG_RESULTS = "no such photo among your search results"
+
+
 def may_view(state: ServerState, principal: Principal, photo_id: int) -> None:
-    """Admins see every photo; investigators the photos their own searches returned."""
+    """Admins see every photo; investigators the photos their own searches returned. A photo
+    not among them is NotFound, as one that does not exist: which ids exist is not told."""
     if principal.role == "admin":
         return
-    if principal.can("view_results") and state.has_seen(principal.name, photo_id):
-        return
-    raise ApiError(403, "forbidden", "this photo was not among your search results")
+    if not principal.can("view_results"):
+        raise ApiError(403, "forbidden", f"the {principal.role} role may not view results")
+    if not state.has_seen(principal.name, photo_id):
+        raise NotFound(NOT_AMONG_RESULTS)
+
+
+def visible_face(state: ServerState, principal: Principal, face_id: int) -> int:
+    """The photo id of a face the principal may see; NotFound alike for a face that does
+    not exist and one outside their results (one status, one message)."""
+    try:
+        photo_id, _box = face_photo(state.engine, face_id)
+    except NotFound:
+        if principal.role == "admin":
+            raise
+        may_view(state, principal, 0)  # 403 for a role without results; else NotFound
+        raise
+    may_view(state, principal, photo_id)
+    return photo_id
+
+
+def photo_view(state: ServerState, principal: Principal, photo_id: int) -> dict[str, Any]:
+    """A photo record the principal may see; only admins see where its file is kept."""
+    may_view(state, principal, photo_id)
+    record = photo_record(state.engine, photo_id)
+    if principal.role != "admin":
+        record = {**record, "uri": public_uri(record["uri"], record.get("page_url"))}
+    return record
+
+
+def _public_match(match: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "photo": public_uri(match["photo"]),
+        "uri": public_uri(match["uri"], match["page_url"]),
+        "also_at": [public_uri(u) for u in match["also_at"]],
+    }
+
+
+def public_uri(uri: str | None, page_url: str | None = None) -> str | None:
+    """Where a photo is, as a non-admin may see it: a URL as it is, a server file by its
+    name alone (never the folders it is kept in)."""
+    if uri is None or re.match(r"(?i)https?://", uri):
+        return uri
+    return page_url or Path(uri).name
 
 
 def detect(state: ServerState, data: bytes) -> dict[str, Any]:

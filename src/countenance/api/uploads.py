@@ -99,5 +99,6 @@ def read_upload(upload: Any, what: str = "photo") -> bytes:
         raise ApiError(400, "invalid_request", f"{what} must be a file upload (multipart)")
     data = upload.file.read()
     if not data:
-        raise ApiError(400, "bad_image.empty", f"{what} {upload.filename or ''} is empty".strip())
+        name = f" ({upload.filename})" if upload.filename and upload.filename != what else ""
+        raise ApiError(400, "bad_image.empty", f"{what}{name} is empty")
     return data

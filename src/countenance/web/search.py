@@ -190,8 +190,7 @@ def _iou(a: list[int], b: list[int]) -> float:
 def photo_page(request: Request, session: SessionDep, photo_id: int) -> HTMLResponse:
     state = server(request)
     try:
-        service.may_view(state, session.principal, photo_id)
-        photo = records.photo_record(state.engine, photo_id)
+        photo = service.photo_view(state, session.principal, photo_id)  # no paths to non-admins
     except (ApiError, CountenanceError) as exc:
         message, status = error_message(exc)
         return page(request, session, "error.html", status_code=status, message=message)
@@ -208,8 +207,7 @@ def photo_image(request: Request, session: SessionDep, photo_id: int) -> Respons
 @router.get("/faces/{face_id}/crop")
 def face_crop(request: Request, session: SessionDep, face_id: int) -> Response:
     state = server(request)
-    photo_id, _box = records.face_photo(state.engine, face_id)
-    service.may_view(state, session.principal, photo_id)
+    service.visible_face(state, session.principal, face_id)  # one 404 for unseen and gone
     return _jpeg(records.face_crop(state.engine, face_id))
 
 
