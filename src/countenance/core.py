@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from countenance.catalog.audit import AuditEvent, AuditLog
 from countenance.catalog.sql import SqlCatalog
-from countenance.errors import BackendError
+from countenance.errors import BackendError, WriterBusy
 from countenance.ports import Ids, Persistent, VectorIndex, Vectors
 from countenance.types import Bands, EmbeddingSpace
 
@@ -134,7 +134,7 @@ class WriteCore:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     fh.close()
-                    raise BackendError(
+                    raise WriterBusy(
                         f"another countenance process is writing to {self.data_dir};"
                         " try again later"
                     ) from None

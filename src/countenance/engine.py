@@ -39,6 +39,7 @@ from countenance.errors import (
     InvalidArgument,
     NoFaceFound,
     SpaceMismatch,
+    WriterBusy,
 )
 from countenance.governance import controls
 from countenance.governance.controls import ErasureReceipt
@@ -127,7 +128,10 @@ class Engine:
         )
         self.policy = Policy(self.core, self.settings)
         self.guard = Guard(self)
-        self.retention_run()
+        try:
+            self.retention_run()
+        except WriterBusy:  # the process writing now purges what expired, on its next open
+            log.info("retention left to the process writing to %s", self.data_dir)
 
     @property
     def space(self) -> EmbeddingSpace:

@@ -124,6 +124,12 @@ class IndexOutOfSync(BackendError):
     code = "index_out_of_sync"
 
 
+class WriterBusy(BackendError):
+    """Another process holds the store's writer lock."""
+
+    code = "writer_busy"
+
+
 class ModelMissing(BackendUnavailable):
     """A model file is not installed, or does not match its pinned sha256."""
 

@@ -156,6 +156,7 @@ def run_ingest(
     items = list(src.items())
     summary = IngestSummary(source=info.name, seen=len(items))
     commits = _Commits(engine, info, summary, actor)
+    admission = engine.policy.admission(info)
     engine.core.reload_templates()
     engine.guard.refresh()
     done = 0
@@ -215,7 +216,7 @@ def run_ingest(
                 tick()
                 continue
             where = where or photo_jurisdiction(data) or info.jurisdiction
-            refusal = engine.policy.admit(info, item.provenance, where)
+            refusal = admission.admit(item.provenance, where)
             if refusal == EXCLUDED:
                 summary.excluded += 1  # nothing of it is stored
                 tick()

@@ -15,14 +15,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import itertools
 import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from countenance.errors import CountenanceError, NotFound
+from countenance.files import write_private
 from countenance.types import IngestSummary
 
 log = logging.getLogger("countenance.api")
@@ -131,19 +130,7 @@ class JobStore:
         with self._lock:
             data = json.dumps(job.to_record(), sort_keys=True).encode()
             self._make_folder()
-            target = self.path(job.id)
-            # mkstemp creates the file 0600
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{job.id}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_private(self.path(job.id), data)
             fsync_dir(self.folder)
 
     def delete(self, job_id: str) -> None:

@@ -503,6 +503,13 @@ class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog):
             for d, (_, fid, blob) in best.items()
         }
 
+    def any_expired(self, at: dt.datetime) -> bool:
+        """Whether any photo's retention has ended by ``at``."""
+        p = s.photos
+        query = sa.select(p.c.id).where(p.c.expires_at.is_not(None), p.c.expires_at <= as_utc(at))
+        with self._db.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
     def delete_photos(
         self,
         *,

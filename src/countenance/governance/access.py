@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from countenance.errors import InvalidArgument
+from countenance.files import write_private
 
 JSON_NAME = "subject-access.json"
 HTML_NAME = "subject-access.html"
@@ -341,18 +340,8 @@ def _retention(days: Any) -> str | None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and rename, so readers never see half a file."""
-    # mkstemp makes the file 0600: the report is personal data, readable only by its writer.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The report is personal data: readable only by its writer, never seen half-written."""
+    write_private(path, text.encode("utf-8"))
 
 
 _CSS = """

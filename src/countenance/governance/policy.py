@@ -9,7 +9,8 @@ Example::
 
     policy = Policy(core, settings)
     policy.authorize(actor="alice", purpose="missing person", case="17", location="FR")
-    refusal = policy.admit(source_info, provenance, jurisdiction="CA")   # "excluded" or None
+    admission = policy.admission(source_info)          # the rules for one ingest run
+    refusal = admission.admit(provenance, jurisdiction="CA")   # "excluded", "minors" or None
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ EXCLUDED = "excluded"
 MINORS = "minors"
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What may enter one source during one ingest run."""
+
+    info: SourceInfo
+    excluded: tuple[str, ...]
+
+    def admit(self, provenance: Provenance, jurisdiction: str | None) -> str | None:
+        """Why a photo taken in ``jurisdiction`` is refused (``excluded``: store nothing of
+        it; ``minors``: record the photo, never its faces), or None."""
+        if any(covers(code, jurisdiction) for code in self.excluded):
+            return EXCLUDED
+        if self.info.minors or provenance.minors:
+            return MINORS
+        return None
+
+
 @dataclass
 class Policy:
     """The store's rules, read from its catalog and settings at each decision."""
@@ -47,16 +65,10 @@ class Policy:
         if info.retired_at is not None:
             raise PolicyDenied(f"source {info.name!r} was retired on {info.retired_at}")
 
-    def admit(
-        self, info: SourceInfo, provenance: Provenance, jurisdiction: str | None
-    ) -> str | None:
-        """Why a photo of ``info`` taken in ``jurisdiction`` is refused (``excluded``: store
-        nothing of it; ``minors``: record the photo, never its faces), or None."""
-        if any(covers(e["code"], jurisdiction) for e in self.core.catalog.exclusions()):
-            return EXCLUDED
-        if info.minors or provenance.minors:
-            return MINORS
-        return None
+    def admission(self, info: SourceInfo) -> Admission:
+        """The rules for one ingest run into ``info`` (admitted by ``admit_source``): the
+        exclusions are read once."""
+        return Admission(info, tuple(e["code"] for e in self.core.catalog.exclusions()))
 
     def suppressed(self, vectors: list[Vectors] | Vectors) -> npt.NDArray[np.bool_]:
         """Which faces are an erased or opted-out person's (they are refused)."""

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from countenance.errors import InvalidArgument, ModelMissing, PolicyDenied
+from countenance.files import write_private
 from countenance.types import Bands, EmbeddingSpace
 from countenance.vision.registry import (
     BROUGHT,
@@ -346,7 +347,7 @@ class ModelStore:
             bands=old.bands if keep and old else None,
             calibration=old.calibration if keep and old else None,
         )
-        _write_private(folder / LOCK_FILE, _lock_bytes(lock))
+        write_private(folder / LOCK_FILE, _lock_bytes(lock))
         return target
 
     def record_bands(self, name: str, bands: Bands, calibration: dict[str, Any]) -> BroughtLock:
@@ -356,7 +357,7 @@ class ModelStore:
         if lock is None:
             raise ModelMissing(_not_brought_message(brought_model(name)))
         lock = replace(lock, bands=bands, calibration=calibration)
-        _write_private(self.root / brought_model(name).folder / LOCK_FILE, _lock_bytes(lock))
+        write_private(self.root / brought_model(name).folder / LOCK_FILE, _lock_bytes(lock))
         return lock
 
 
@@ -400,20 +401,6 @@ def _private_dir(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for path in (folder.parent, folder):
         path.chmod(0o700)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` whole or not at all: a 0600 temporary file beside it, renamed."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _lock_bytes(lock: BroughtLock) -> bytes:
