@@ -131,6 +131,16 @@ class Settings:
         " lead needs rises with the gallery so that gallery size x false-match rate stays under"
         " this (at 10^6 faces, 10 puts the floor at the strong band's edge).",
     )
+    alert_webhook: str | None = _setting(
+        None,
+        "URL each watch alert is POSTed to (JSON) once its ingest batch commits; default none."
+        " The operator's own endpoint: it may be on a private network.",
+    )
+    alert_secret: str | None = _setting(
+        None,
+        "Key signing each webhook body (X-Countenance-Signature: sha256=HMAC-SHA256 hex).",
+    )
+    watch_max_days: int = _setting(365, "Longest a watch may run before it expires, in days.")
     workers: int = _setting(0, "Ingest worker processes; 0 means one per CPU core.")
     top: int = _setting(10, "Matches returned per probe face by default.")
     max_upload_bytes: int = _setting(

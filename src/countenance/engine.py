@@ -47,6 +47,8 @@ from countenance.governance.policy import Policy
 from countenance.index import open_index
 from countenance.ingest import worker_count
 from countenance.ingestion import ProgressCallback, run_ingest
+from countenance.people import watch as watches
+from countenance.people.directory import People
 from countenance.ports import RGB, Ids, Persistent, Source, VectorIndex, Vectors
 from countenance.reembed import Guard, SwitchReport
 from countenance.scoring import Bands, bands_for
@@ -128,6 +130,7 @@ class Engine:
         )
         self.policy = Policy(self.core, self.settings)
         self.guard = Guard(self)
+        self.people = People(self.core)
         try:
             self.retention_run()
         except WriterBusy:  # the process writing now purges what expired, on its next open
@@ -326,18 +329,21 @@ class Engine:
         face_id: int | None = None,
         photo_id: int | None = None,
         source: str | None = None,
+        person: int | None = None,
         reason: str,
         actor: str,
     ) -> ErasureReceipt:
-        """Erase a person (by a photo of them or a face id) or a photo's or source's faces
-        from the catalog and the index at once; returns a receipt. See
-        :func:`countenance.governance.controls.erase`.
+        """Erase a person (by a photo of them, a face id, or a whole person of
+        :attr:`people`) or a photo's or source's faces from the catalog and the index at
+        once; returns a receipt. See :func:`countenance.governance.controls.erase`.
 
         Example: ``db.erase(photo="selfie.jpg", reason="Art. 17 request 114", actor="dpo")``.
         """
-        chosen = [x is not None for x in (photo, face_id, photo_id, source)]
+        chosen = [x is not None for x in (photo, face_id, photo_id, source, person)]
         if sum(chosen) != 1:
-            raise InvalidArgument("erase needs exactly one of photo, face_id, photo_id, source")
+            raise InvalidArgument(
+                "erase needs exactly one of photo, face_id, photo_id, source, person"
+            )
         seed = None
         if photo is not None:
             face, _ = self._principal_face(photo)
@@ -348,6 +354,7 @@ class Engine:
             face_id=face_id,
             photo_id=photo_id,
             source=source,
+            person=person,
             reason=reason,
             actor=actor,
         )
@@ -378,11 +385,93 @@ class Engine:
             case=case,
         )
 
+    # watchlists ----------------------------------------------------------------------------
+
+    def watch(
+        self,
+        *,
+        photo: Photo | None = None,
+        person: int | None = None,
+        actor: str,
+        purpose: str,
+        case: str | None = None,
+        expires: dt.date | dt.datetime,
+        location: str | None = None,
+    ) -> dict[str, Any]:
+        """Be alerted when the person in ``photo`` (its principal face), or a person of
+        :attr:`people` (the mean of its faces), is ingested again, until ``expires``. Like a
+        search it needs a purpose and a case, counts against the actor's rate, and is
+        audited; see :mod:`countenance.people.watch`.
+
+        Example: ``db.watch(photo="p.jpg", actor="ana", purpose="...", case="9",
+        expires=dt.date(2027, 1, 31))``.
+        """
+        if (photo is None) == (person is None):
+            raise InvalidArgument("watch needs exactly one of photo, person")
+        expires_at = _end_of(expires)
+        now = dt.datetime.now(dt.UTC)
+        if expires_at <= now:
+            raise InvalidArgument("a watch must expire in the future")
+        if expires_at > now + dt.timedelta(days=self.settings.watch_max_days):
+            raise InvalidArgument(
+                f"a watch may run for at most {self.settings.watch_max_days} days"
+            )
+        digest = None
+        if person is not None:
+            _, vectors = self.catalog.person_vectors(self.space, int(person))
+            self.people.show(int(person))  # NotFound
+            if not len(vectors):
+                raise InvalidArgument(f"person {person} has no face in the store's space")
+        self.policy.authorize(actor=actor, purpose=purpose, case=case, location=location)
+        if photo is not None:
+            face, digest = self._principal_face(photo)
+            assert face.embedding is not None
+            template = np.asarray(face.embedding, dtype=np.float32).reshape(1, -1)
+        else:
+            mean = vectors.mean(axis=0)
+            template = (mean / max(float(np.linalg.norm(mean)), 1e-12)).reshape(1, -1)
+        watch = watches.add(
+            self.core,
+            template,
+            actor=actor,
+            purpose=purpose,
+            case=case,
+            expires_at=expires_at,
+            person=person,
+            probe_sha256=digest,
+        )
+        return self.catalog.get_watch(watch)
+
+    def watches(self, *, actor: str | None = None) -> list[dict[str, Any]]:
+        """Live watches (all, or one actor's), with their alert counts; never templates."""
+        return self.catalog.list_watches(actor=actor)
+
+    def unwatch(self, watch: int, *, actor: str) -> None:
+        """End a watch now; its template and alerts are deleted. Audited."""
+        watches.remove(self.core, int(watch), actor=actor)
+
+    def alerts(
+        self,
+        *,
+        watch: int | None = None,
+        actor: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Alerts raised by watches, oldest first (after alert id ``after``)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidArgument("limit must be between 1 and 1000")
+        return self.catalog.list_alerts(watch_id=watch, actor=actor, after=after, limit=limit)
+
     # retention -----------------------------------------------------------------------------
 
     def retention_run(self, *, actor: str | None = None) -> dict[str, int]:
-        """Delete every photo, and its faces, past its retention; runs on every open."""
-        return controls.retention_run(self.core, actor=actor or os_user())
+        """Delete every photo, and its faces, past its retention, and every watch past its
+        expiry with its template; runs on every open."""
+        who = actor or os_user()
+        removed = controls.retention_run(self.core, actor=who)
+        removed["watches"] = watches.purge_expired(self.core, actor=who)
+        return removed
 
     def expiry(self, info: SourceInfo) -> dt.datetime | None:
         """When a photo of ``info`` ingested now expires (its retention, capped by the
@@ -493,10 +582,11 @@ class Engine:
             details={"faces": len(faces), "top": k, "min_similarity": round(floor, 4)},
             result_face_ids=sorted({m.face_id for per_face in matches for m in per_face}),
         )
+        grouped = self.people.group(matches)
         return SearchResult(
             faces=tuple(
-                ProbeFace(f.detected.box, f.quality.score, tuple(m))
-                for f, m in zip(faces, matches, strict=True)
+                ProbeFace(f.detected.box, f.quality.score, tagged, leads)
+                for f, (tagged, leads) in zip(faces, grouped, strict=True)
             ),
             probe_sha256=digest,
             gallery_faces=gallery,
@@ -693,6 +783,15 @@ class Engine:
                 except BackendError as exc:  # a full disk: repaired in memory, and again next open
                     log.warning("%s; the repaired index is used unsaved", exc)
         return index, RepairReport(rebuilt, int(missing.size), int(extra.size))
+
+
+def _end_of(when: dt.date | dt.datetime) -> dt.datetime:
+    """A datetime as UTC (naive ones are UTC); a date as the end of that day, UTC."""
+    if isinstance(when, dt.datetime):
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    if isinstance(when, dt.date):
+        return dt.datetime.combine(when, dt.time.max, tzinfo=dt.UTC)
+    raise InvalidArgument(f"expires is a date or a datetime, not {type(when).__name__}")
 
 
 def os_user() -> str:

@@ -25,6 +25,8 @@ from countenance.governance.geo import photo_jurisdiction
 from countenance.governance.policy import EXCLUDED, MINORS
 from countenance.ingest import Analysis, PhotoAnalyser, run_analyses
 from countenance.neardup import Signature, band_probes, bands, same_photo, signature
+from countenance.people import clusters
+from countenance.people.watch import Watches, deliver
 from countenance.ports import Item, Source
 from countenance.types import IngestSummary, Provenance, SourceInfo
 
@@ -77,6 +79,7 @@ class _Commits:
 
     def __init__(self, engine: Engine, info: SourceInfo, summary: IngestSummary, actor: str):
         self.engine, self.info, self.summary, self.actor = engine, info, summary, actor
+        self.watches = Watches.live(engine.core)
         self.rows: list[PhotoRecord] = []
         self.started = time.monotonic()
 
@@ -96,6 +99,10 @@ class _Commits:
         assert info.id is not None
         counts = IngestSummary(source=info.name)
         stored: list[str] = []
+        new_ids: list[int] = []
+        new_vectors: list[np.ndarray] = []
+        new_digests: list[str] = []
+        alerts: list[int] = []
         with engine.core.change() as change:
             for record in rows:
                 ids = engine.catalog.add_photo(
@@ -118,8 +125,20 @@ class _Commits:
                         for f in record.faces
                         if f.skip_reason is None and f.embedding is not None
                     ]
-                    change.index(ids, np.stack(kept).astype(np.float32))
+                    vectors = np.stack(kept).astype(np.float32)
+                    change.index(ids, vectors)
                     counts.faces += len(ids)
+                    new_ids += ids
+                    new_vectors.append(vectors)
+                    new_digests += [record.sha256] * len(ids)
+            if new_ids:
+                # persons and watches, inside the batch's transaction: a face is never
+                # stored without its place among persons, nor alerted twice
+                stacked = np.concatenate(new_vectors)
+                placed = clusters.place(engine.core, change, new_ids, stacked)
+                counts.persons = placed["persons"]
+                alerts = self.watches.match(change, new_ids, stacked, new_digests)
+                counts.alerts = len(alerts)
             if stored:
                 change.record(
                     actor=self.actor,
@@ -129,6 +148,8 @@ class _Commits:
                         "source": info.name,
                         "photos": counts.photos,
                         "faces": counts.faces,
+                        "persons": counts.persons,
+                        "alerts": counts.alerts,
                         "sha256": stored,
                     },
                 )
@@ -138,6 +159,11 @@ class _Commits:
         s.duplicates += counts.duplicates
         s.minors += counts.minors
         s.near_duplicates += counts.near_duplicates
+        s.persons += counts.persons
+        s.alerts += counts.alerts
+        if alerts:  # after the commit: a webhook that fails undoes nothing
+            settings = engine.settings
+            deliver(engine.core, alerts, url=settings.alert_webhook, secret=settings.alert_secret)
         for reason, n in counts.skipped_faces.items():
             s.skipped_faces[reason] = s.skipped_faces.get(reason, 0) + n
 

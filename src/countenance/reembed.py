@@ -173,14 +173,16 @@ def _one(
         return
     records = [face_record(a) for a in analysed]
     kept = []
+    carried: list[int] = []
     for stored, rec in zip(photo.faces, records, strict=True):
         if rec.embedding is not None and matches(templates, rec.embedding[None, :])[0]:
             report.suppressed += 1  # an erased person's face, refused as at ingest
             continue
         kept.append((rec, stored.expires_at))
+        carried.append(stored.face_id)
     if not kept:  # nothing of a suppressed face is kept; the photo is tried again on resume
         return
-    ids = engine.catalog.add_faces(photo.photo_id, space, kept)
+    ids = engine.catalog.add_faces(photo.photo_id, space, kept, carried=carried)
     if ids:
         vectors = np.stack(
             [r.embedding for r, _ in kept if r.skip_reason is None and r.embedding is not None]

@@ -310,10 +310,12 @@ class Match:
     also_at: tuple[str, ...] = ()  # where near-duplicates of the photo were found
     # strangers a search of this gallery is expected to return at this similarity or above
     expected_false_leads: float | None = None
+    person: int | None = None  # the person the face belongs to, None: unassigned
 
     def to_json(self) -> dict[str, Any]:
         return {
             "face_id": self.face_id,
+            "person": self.person,
             "similarity": round(self.similarity, 4),
             "band": self.band.value if self.band else None,
             "expected_false_leads": _sig(self.expected_false_leads),
@@ -333,9 +335,43 @@ class ProbeFace:
     box: Box
     quality: float
     matches: tuple[Match, ...] = ()
+    persons: tuple[PersonLead, ...] = ()  # the matches grouped by person, best first
 
     def to_json(self) -> dict[str, Any]:
-        return {"box": self.box.as_list(), "matches": [m.to_json() for m in self.matches]}
+        return {
+            "box": self.box.as_list(),
+            "matches": [m.to_json() for m in self.matches],
+            "persons": [p.to_json() for p in self.persons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PersonLead:
+    """The matches of one probe face that belong to one person, with what is known of the
+    person: how many faces and photos it has, from which sources, first and last seen."""
+
+    person: int
+    name: str | None
+    similarity: float  # the best of the matched faces
+    matched: tuple[int, ...]  # ids of the person's faces that matched, best first
+    faces: int
+    photos: int
+    sources: tuple[str, ...]
+    first_seen: str | None  # ISO 8601: when its first photo was ingested
+    last_seen: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "person": self.person,
+            "name": self.name,
+            "similarity": round(self.similarity, 4),
+            "matched": list(self.matched),
+            "faces": self.faces,
+            "photos": self.photos,
+            "sources": list(self.sources),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +430,8 @@ class IngestSummary:
     excluded: int = 0
     suppressed: int = 0
     minors: int = 0
+    persons: int = 0  # new persons the stored faces formed
+    alerts: int = 0  # faces that matched a live watch
     skipped_faces: dict[str, int] = field(default_factory=dict)
     bad_files: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -411,6 +449,8 @@ class IngestSummary:
             "excluded": self.excluded,
             "suppressed": self.suppressed,
             "minors": self.minors,
+            "persons": self.persons,
+            "alerts": self.alerts,
             "skipped_faces": dict(sorted(self.skipped_faces.items())),
             "bad_files": dict(sorted(self.bad_files.items())),
             "errors": self.errors,

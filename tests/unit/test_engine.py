@@ -278,14 +278,14 @@ def test_retention_deletes_expired_faces_from_catalog_and_index(
         db.ingest(folder / "green.png", source="kept")
         assert db.status().indexed == 3
         _expire_everything(db)
-        assert db.retention_run(actor="dpo") == {"photos": 2, "faces": 2}
+        assert db.retention_run(actor="dpo") == {"photos": 2, "faces": 2, "watches": 0}
         st = db.status()
         assert (st.photos, st.faces, st.indexed) == (1, 1, 1)
         assert not db.search(block_photo(RED), **WHO).faces[0].matches
         (event,) = db.audit.events(action="retention")
         assert event.actor == "dpo" and event.details["faces"] == 2
     with open_engine(data) as db:  # reopening finds nothing more to delete
-        assert db.status().indexed == 1 and db.retention_run() == {"photos": 0, "faces": 0}
+        assert db.status().indexed == 1 and db.retention_run() == {"photos": 0, "faces": 0, "watches": 0}
 
 
 def test_global_retention_cap_applies_and_runs_on_open(tmp_path: Path, folder: Path) -> None:

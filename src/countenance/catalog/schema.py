@@ -135,11 +135,101 @@ faces = sa.Table(
     sa.Column("embedding", sa.LargeBinary),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
+    # the person the face belongs to (countenance.people), NULL: unassigned (migration 10)
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id", ondelete="SET NULL")),
+    # placed there by a person (named, merged, split): clustering never moves it
+    sa.Column("person_pinned", sa.Boolean, nullable=False, server_default=sa.false()),
     # an erased face's id is never given to another face: the audit log names face ids
     sqlite_autoincrement=True,
 )
 sa.Index("ix_faces_photo", faces.c.photo_id)
+sa.Index("ix_faces_person", faces.c.person_id)
 sa.Index("ix_faces_space_live", faces.c.space_id, faces.c.skip_reason)
+
+
+# Persons (countenance.people): groups of faces believed to be one person, formed by
+# clustering; a name is given by a person and survives re-clustering and model switches.
+persons = sa.Table(
+    "persons",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# "This face is not this person": clustering never puts the face back in the person.
+person_rejects = sa.Table(
+    "person_rejects",
+    metadata,
+    sa.Column(
+        "person_id",
+        sa.Integer,
+        sa.ForeignKey("persons.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "face_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("faces.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+sa.Index("ix_person_rejects_face", person_rejects.c.face_id)
+
+# Two persons split apart by a person: clustering never merges them again (a < b).
+persons_apart = sa.Table(
+    "persons_apart",
+    metadata,
+    sa.Column("a", sa.Integer, sa.ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("b", sa.Integer, sa.ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True),
+    sa.CheckConstraint("a < b", name="ck_persons_apart_order"),
+)
+sa.Index("ix_persons_apart_b", persons_apart.c.b)
+
+# Watches: an investigator asks to be told when a person's face is ingested again. The
+# template is kept until the watch expires, then purged with it.
+watches = sa.Table(
+    "watches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("space_id", sa.Integer, sa.ForeignKey("spaces.id"), nullable=False),
+    sa.Column("template", sa.LargeBinary, nullable=False),
+    sa.Column("min_similarity", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("purpose", sa.Text, nullable=False),
+    sa.Column("case_ref", sa.String(200)),
+    sa.Column("person_id", sa.Integer, sa.ForeignKey("persons.id", ondelete="SET NULL")),
+    sa.Column("probe_sha256", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+sa.Index("ix_watches_expires", watches.c.expires_at)
+
+# Alerts: a face ingested after a watch began that matches its template.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "watch_id", sa.Integer, sa.ForeignKey("watches.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "face_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("faces.id", ondelete="SET NULL"),
+    ),
+    sa.Column("photo_sha256", sa.String(64), nullable=False),
+    sa.Column("similarity", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),  # the webhook answered 2xx
+    sa.Column("delivery_error", sa.Text),
+    sqlite_autoincrement=True,
+)
+sa.Index("ix_alerts_watch", alerts.c.watch_id)
 
 
 # Append-only and hash-chained: each event holds the hash of the one before (see
@@ -270,7 +360,8 @@ def check_text(table: sa.Table, values: Mapping[str, Any]) -> None:
 
 
 def _v1_initial(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[sources, spaces, photos, faces])
+    # persons first: faces refer to them (migration 10 adds them to older databases)
+    metadata.create_all(conn, tables=[sources, spaces, photos, persons, faces])
 
 
 def _v2_audit(conn: sa.Connection) -> None:
@@ -355,6 +446,22 @@ def _v9_rate_slots(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[rate_slots])
 
 
+def _v10_people(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[persons, person_rejects, persons_apart, watches, alerts])
+    present = {c["name"] for c in sa.inspect(conn).get_columns("faces")}
+    if "person_id" not in present:  # with its foreign key, which _add_columns does not write
+        conn.execute(
+            sa.text(
+                "ALTER TABLE faces ADD COLUMN person_id INTEGER"
+                " REFERENCES persons(id) ON DELETE SET NULL"
+            )
+        )
+    _add_columns(conn, faces, "person_pinned")
+    for index in faces.indexes:
+        if index.name == "ix_faces_person":
+            index.create(conn, checkfirst=True)
+
+
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
 
 # Append only: a released migration is never edited, a new one gets the next number.
@@ -368,6 +475,7 @@ MIGRATIONS: list[Migration] = [
     (7, "the active space, and one being built by a model switch", _v7_space_state),
     (8, "sources declared to hold no minors", _v8_adults_only),
     (9, "search rate-limit slots, reserved before a search runs", _v9_rate_slots),
+    (10, "persons, their names and splits; watches and alerts", _v10_people),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -185,16 +185,32 @@ def add_faces(
     space_id: int,
     faces: list[tuple[FaceRecord, dt.datetime | None]],
     now: dt.datetime,
+    carried: list[int] | None = None,
 ) -> list[int]:
-    """Store re-embedded faces of one photo in one transaction; returns the ids to index."""
+    """Store re-embedded faces of one photo in one transaction; returns the ids to index.
+    ``carried`` names the old face each one re-embeds: its person (and the faces' rejections
+    from persons) pass to the new face, so names survive a model switch."""
     indexed: list[int] = []
+    f, r = s.faces, s.person_rejects
     with db.begin() as conn:
-        for face, expires_at in faces:
+        for n, (face, expires_at) in enumerate(faces):
             row = face_row(photo_id, space_id, face, now, expires_at)
             s.check_text(s.faces, row)
+            old = carried[n] if carried is not None else None
+            if old is not None:
+                person = conn.execute(
+                    sa.select(f.c.person_id, f.c.person_pinned).where(f.c.id == old)
+                ).first()
+                if person is not None:
+                    row.update(person_id=person[0], person_pinned=bool(person[1]))
             inserted = conn.execute(s.faces.insert().values(**row)).inserted_primary_key
             assert inserted is not None
             face_id = int(inserted[0])
+            if old is not None:
+                for rejected in conn.execute(
+                    sa.select(r.c.person_id).where(r.c.face_id == old)
+                ).scalars():
+                    conn.execute(r.insert().values(person_id=rejected, face_id=face_id))
             if face.skip_reason is None and face.embedding is not None:
                 indexed.append(face_id)
     return indexed
@@ -266,14 +282,19 @@ class SwitchCatalog:
         photo_id: int,
         space: EmbeddingSpace,
         faces: list[tuple[FaceRecord, dt.datetime | None]],
+        *,
+        carried: list[int] | None = None,
     ) -> list[int]:
         """Store a stored photo's faces re-embedded into ``space`` (each with its expiry), in
-        one transaction; returns the ids of the faces to index.
+        one transaction; returns the ids of the faces to index. ``carried``: the old face
+        each re-embeds, whose person it keeps.
 
-        Example: ``ids = catalog.add_faces(12, new_space, [(record, None)])``.
+        Example: ``ids = catalog.add_faces(12, new_space, [(record, None)], carried=[40])``.
         """
         space_id = self.space_id(space)
-        return add_faces(self._db, photo_id, space_id, faces, dt.datetime.now(dt.UTC))
+        return add_faces(
+            self._db, photo_id, space_id, faces, dt.datetime.now(dt.UTC), carried=carried
+        )
 
     def complete_switch(
         self, old: EmbeddingSpace, new: EmbeddingSpace, *, conn: sa.Connection | None = None

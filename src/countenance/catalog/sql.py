@@ -23,8 +23,10 @@ from countenance.catalog import schema as s
 from countenance.catalog.audit import AuditLog
 from countenance.catalog.governance import GovernanceCatalog, as_utc, iso_utc
 from countenance.catalog.keys import KeyStore
+from countenance.catalog.people import PeopleCatalog
 from countenance.catalog.spaces import SwitchCatalog
 from countenance.catalog.views import ViewCatalog
+from countenance.catalog.watches import WatchCatalog
 from countenance.errors import BackendError, InvalidArgument, NotFound, PolicyDenied
 from countenance.neardup import Signature
 from countenance.ports import Ids, Vectors
@@ -109,7 +111,7 @@ def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.autocommit = autocommit
 
 
-class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog):
+class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog, PeopleCatalog, WatchCatalog):
     """Sources, photos and faces in one SQL database, with real transactions.
 
     It is the only holder of the database: every statement runs in one of its methods (or

@@ -122,11 +122,13 @@ def erase(
     face_id: int | None = None,
     photo_id: int | None = None,
     source: str | None = None,
+    person: int | None = None,
     reason: str,
     actor: str,
 ) -> ErasureReceipt:
-    """Erase a person (by the embedding ``seed`` of a photo of them, or one of their faces)
-    or content (a stored photo, a whole source) from the catalog and the index at once.
+    """Erase a person (by the embedding ``seed`` of a photo of them, one of their faces, or
+    a whole person cluster with its name) or content (a stored photo, a whole source) from
+    the catalog and the index at once.
 
     By photo: every stored face matching the photo's principal face at the erasure edge
     (FMR 1 in 10,000). What stays is a suppression template (the photo's face and the erased
@@ -134,9 +136,9 @@ def erase(
     hiding them from search, at the possible edge (FMR 1 in 1,000). The faces, the template
     and the audit event are one transaction.
     """
-    chosen = [x is not None for x in (seed, face_id, photo_id, source)]
+    chosen = [x is not None for x in (seed, face_id, photo_id, source, person)]
     if sum(chosen) != 1:
-        raise InvalidArgument("erase needs exactly one of photo, face_id, photo_id, source")
+        raise InvalidArgument("erase needs exactly one of photo, face_id, photo_id, source, person")
     if not reason or not reason.strip() or not actor or not actor.strip():
         raise InvalidArgument("an erasure needs a reason and an actor (both are audited)")
     if seed is not None:
@@ -146,6 +148,9 @@ def erase(
         ids = np.asarray([face_id], dtype=np.int64)
     elif photo_id is not None:
         ids = core.catalog.live_faces_of(photo_id=int(photo_id))
+    elif person is not None:
+        core.catalog.person_record(int(person), space=core.space)  # NotFound
+        ids = np.asarray(core.catalog.person_vectors(core.space, int(person))[0], dtype=np.int64)
     else:
         assert source is not None
         info = core.catalog.get_source(source)
@@ -156,7 +161,9 @@ def erase(
         n_faces, photos = core.catalog.delete_faces(ids.tolist(), conn=change.conn)
         change.forget(ids)
         suppression_id = None
-        if seed is not None or face_id is not None:
+        if person is not None:  # the person's name and decisions go with its faces
+            core.catalog.delete_person(int(person), conn=change.conn)
+        if seed is not None or face_id is not None or person is not None:
             template = _template(seed, vectors)
             if len(template):
                 suppression_id = core.catalog.add_suppression(
@@ -179,7 +186,12 @@ def erase(
             actor=actor,
             action="erase",
             purpose=reason,
-            details={**receipt.to_json(), "by": _selector(seed, face_id, photo_id, source)},
+            details={
+                **receipt.to_json(),
+                "by": f"person:{person}"
+                if person is not None
+                else _selector(seed, face_id, photo_id, source),
+            },
             result_face_ids=[int(i) for i in ids],
         )
     return receipt
