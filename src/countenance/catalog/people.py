@@ -471,6 +471,18 @@ class PeopleCatalog:
                     out[int(i)] = None if p is None else int(p)
         return out
 
+    def faces_with_photos(self, space: EmbeddingSpace) -> list[tuple[int, str, int | None]]:
+        """Every indexed face of ``space``: its id, its photo's SHA-256 and its person."""
+        f, p = s.faces, s.photos
+        with self._db.connect() as c:
+            rows = c.execute(
+                sa.select(f.c.id, p.c.sha256, f.c.person_id)
+                .select_from(f.join(p, f.c.photo_id == p.c.id))
+                .where(f.c.space_id == self.space_id(space), f.c.skip_reason.is_(None))
+                .order_by(f.c.id)
+            ).all()
+        return [(int(i), str(d), None if q is None else int(q)) for i, d, q in rows]
+
     def unassigned_faces(
         self, space: EmbeddingSpace, *, after: int = 0, limit: int = 10_000
     ) -> list[int]:
