@@ -15,7 +15,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -29,7 +29,7 @@ from countenance.reembed import switch
 from tests.unit.fakes import FakeWideEmbedder, block_photo, fake_pipeline
 
 RED, GREEN, BLUE, GREY = (200, 30, 30), (30, 200, 30), (30, 30, 200), (90, 90, 90)
-WHO = {"actor": "ana", "purpose": "find a missing person", "case": "case-9"}
+WHO: dict[str, Any] = {"actor": "ana", "purpose": "find a missing person", "case": "case-9"}
 LATER = dt.date.today() + dt.timedelta(days=30)
 
 
