@@ -35,6 +35,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _chunks_text(values: Sequence[str]) -> Iterator[list[str]]:
+    for i in range(0, len(values), _CHUNK):
+        yield list(values[i : i + _CHUNK])
+
+
 def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     for i in range(0, len(ids), _CHUNK):
         yield [int(x) for x in ids[i : i + _CHUNK]]
@@ -482,6 +487,67 @@ class PeopleCatalog:
                 .order_by(f.c.id)
             ).all()
         return [(int(i), str(d), None if q is None else int(q)) for i, d, q in rows]
+
+    def photo_regions(
+        self, space: EmbeddingSpace, *, sha256: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Stored photos (all, or those with these SHA-256) with every indexed face of
+        ``space``: id, uri, sha256, width, height and ``faces`` (face id, box, person, name)."""
+        f, p, t = s.faces, s.photos, s.persons
+        query = (
+            sa.select(
+                p.c.id,
+                p.c.uri,
+                p.c.sha256,
+                p.c.width,
+                p.c.height,
+                f.c.id,
+                f.c.x1,
+                f.c.y1,
+                f.c.x2,
+                f.c.y2,
+                f.c.person_id,
+                t.c.name,
+            )
+            .select_from(f.join(p, f.c.photo_id == p.c.id).outerjoin(t, f.c.person_id == t.c.id))
+            .where(f.c.space_id == self.space_id(space), f.c.skip_reason.is_(None))
+            .order_by(p.c.id, f.c.id)
+        )
+        out: dict[int, dict[str, Any]] = {}
+        with self._db.connect() as c:
+            chunks = [None] if sha256 is None else list(_chunks_text(list(sha256)))
+            for chunk in chunks:
+                q = query if chunk is None else query.where(p.c.sha256.in_(chunk))
+                for r in c.execute(q):
+                    photo = out.setdefault(
+                        int(r[0]),
+                        {
+                            "id": int(r[0]),
+                            "uri": r[1],
+                            "sha256": r[2],
+                            "width": int(r[3]),
+                            "height": int(r[4]),
+                            "faces": [],
+                        },
+                    )
+                    photo["faces"].append(
+                        {
+                            "face_id": int(r[5]),
+                            "box": (int(r[6]), int(r[7]), int(r[8]), int(r[9])),
+                            "person": None if r[10] is None else int(r[10]),
+                            "name": r[11],
+                        }
+                    )
+        return list(out.values())
+
+    def person_named(self, name: str, *, conn: sa.Connection | None = None) -> int | None:
+        """The person with exactly this name (the lowest id if several), or None."""
+        t = s.persons
+        with self._using(conn) as c:
+            found = c.execute(
+                sa.select(t.c.id).where(t.c.name == name).order_by(t.c.id).limit(1)
+            ).scalar()
+        return None if found is None else int(found)
 
     def unassigned_faces(
         self, space: EmbeddingSpace, *, after: int = 0, limit: int = 10_000

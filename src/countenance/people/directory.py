@@ -14,11 +14,12 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from countenance.core import WriteCore
 from countenance.errors import InvalidArgument
-from countenance.people import clusters, persons
+from countenance.people import clusters, interchange, persons
 from countenance.people.clusters import Progress
 from countenance.types import Match, PersonLead
 
@@ -85,6 +86,16 @@ class People:
     def recluster(self, *, actor: str, progress: Progress | None = None) -> dict[str, int]:
         """Place every face again by the clustering rule; what people decided stays."""
         return clusters.recluster(self.core, actor=actor, progress=progress)
+
+    def export_xmp(self, out_dir: str | Path) -> dict[str, int]:
+        """Write an XMP sidecar (mwg-rs face regions and names) for every photo with a named
+        face into ``out_dir``; see :mod:`countenance.people.interchange`."""
+        return interchange.export_xmp(self.core, Path(out_dir))
+
+    def import_xmp(self, directory: str | Path, *, actor: str) -> dict[str, Any]:
+        """Give the names in the XMP sidecars under ``directory`` to the stored faces they
+        describe (one audited transaction)."""
+        return interchange.import_xmp(self.core, Path(directory), actor=actor)
 
     def group(
         self, matches: Sequence[Sequence[Match]]
