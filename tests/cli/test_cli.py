@@ -101,6 +101,7 @@ def test_ingest_search_verify_status(tmp_path: Path, photos: Path) -> None:
     assert all(m["source"] == "family" and len(m["box"]) == 4 for m in matches)
     assert set(matches[0]) == {
         "face_id",
+        "person",
         "similarity",
         "band",
         "photo",
@@ -226,6 +227,7 @@ def test_sources_show_retire_and_retention_run(tmp_path: Path) -> None:
     assert json.loads(run("retention", "run", "--json", data=data).stdout) == {
         "photos": 0,
         "faces": 0,
+        "watches": 0,
     }
     events = json.loads(run("audit", "list", "--json", data=data).stdout)
     assert [e["details"].get("op") for e in events] == ["add", "retire"]

@@ -285,7 +285,11 @@ def test_retention_deletes_expired_faces_from_catalog_and_index(
         (event,) = db.audit.events(action="retention")
         assert event.actor == "dpo" and event.details["faces"] == 2
     with open_engine(data) as db:  # reopening finds nothing more to delete
-        assert db.status().indexed == 1 and db.retention_run() == {"photos": 0, "faces": 0, "watches": 0}
+        assert db.status().indexed == 1 and db.retention_run() == {
+            "photos": 0,
+            "faces": 0,
+            "watches": 0,
+        }
 
 
 def test_global_retention_cap_applies_and_runs_on_open(tmp_path: Path, folder: Path) -> None:

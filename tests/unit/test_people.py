@@ -323,3 +323,20 @@ def test_a_webhook_that_fails_undoes_nothing(store: Path, tmp_path: Path) -> Non
         (alert,) = db.alerts()
         assert alert["delivered_at"] is None and "could not be reached" in alert["delivery_error"]
         assert db.audit.verify().ok
+
+
+def test_erasing_a_person_ends_its_watches_and_takes_its_alerts(
+    store: Path, tmp_path: Path
+) -> None:
+    with open_store(store) as db:
+        green = person(db, "green")
+        assert green is not None
+        db.watch(person=green, expires=LATER, **WHO)
+        db.watch(photo=block_photo(BLUE, 90), expires=LATER, **WHO)
+        new = photos_of(tmp_path / "new", {"green": GREEN, "blue": BLUE}, range(60, 64, 4))
+        assert db.ingest(new, source="s").alerts == 2
+        db.erase(person=green, reason="Art. 17", actor="dpo")  # the new face joined it
+        assert [w["person"] for w in db.watches()] == [None]  # only the photo watch is left
+        assert {Path(a["photo"]).stem for a in db.alerts()} == {"blue60"}
+        (event,) = db.audit.events(action="erase")
+        assert len(event.details["watches_ended"]) == 1

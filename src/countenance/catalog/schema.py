@@ -220,7 +220,9 @@ alerts = sa.Table(
     sa.Column(
         "face_id",
         sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        sa.ForeignKey("faces.id", ondelete="SET NULL"),
+        # an erased (or expired) face takes its alerts with it
+        sa.ForeignKey("faces.id", ondelete="CASCADE"),
+        nullable=False,
     ),
     sa.Column("photo_sha256", sa.String(64), nullable=False),
     sa.Column("similarity", sa.Float, nullable=False),

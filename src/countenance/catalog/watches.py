@@ -162,6 +162,14 @@ class WatchCatalog:
                 c.execute(w.delete().where(w.c.id.in_(gone)))
         return gone
 
+    def watches_of_person(self, person: int) -> list[int]:
+        w = s.watches
+        with self._db.connect() as c:
+            return [
+                int(i)
+                for i in c.execute(sa.select(w.c.id).where(w.c.person_id == person)).scalars()
+            ]
+
     def any_watch_expired(self, at: dt.datetime) -> bool:
         w = s.watches
         with self._db.connect() as c:

@@ -16,7 +16,7 @@ import click
 from rich.table import Table
 
 from countenance.catalog.schema import LAWFUL_BASES
-from countenance.cli import governance, models, server
+from countenance.cli import governance, models, people, server
 from countenance.cli.common import (
     Context,
     pass_ctx,
@@ -374,15 +374,20 @@ def search(
     )
     for n, face in enumerate(result.faces, 1):
         stdout.print(f"[bold]face {n}[/] at {face.box.as_list()}: {len(face.matches)} leads")
+        for line in people.person_lines(face.persons):
+            stdout.print(line, markup=False, highlight=False)
         if not face.matches:
             continue
-        table = Table("similarity", "band", "strangers expected", "photo", "source", "box")
-        table.columns[3].overflow = "fold"
+        table = Table(
+            "similarity", "band", "strangers expected", "person", "photo", "source", "box"
+        )
+        table.columns[4].overflow = "fold"
         for m in face.matches:
             table.add_row(
                 f"{m.similarity:.3f}",
                 m.band.value if m.band else "-",
                 f"{m.expected_false_leads:.2g}" if m.expected_false_leads is not None else "-",
+                "-" if m.person is None else str(m.person),
                 m.photo,
                 m.source,
                 str(m.box.as_list()),
@@ -582,7 +587,46 @@ def eval_identify_cmd(
         )
 
 
-for _command in [*governance.COMMANDS, *server.COMMANDS, *models.COMMANDS]:
+@eval_group.command("cluster")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_MODEL_OPTION
+@click.option("--workers", type=click.IntRange(min=0), default=0, help="0 = one per core.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: a report, a list of them for 2+ models."
+)
+@pass_ctx
+def eval_cluster_cmd(
+    ctx: Context, directory: Path, model_names: tuple[str, ...], workers: int, as_json: bool
+) -> None:
+    """How ingest groups the photos of DIRECTORY (manifest.csv: path,identity) into persons:
+    BCubed precision, recall and F, pairwise F, clusters and unassigned faces."""
+    from countenance.evaluation import eval_cluster
+
+    reports = _each_model(
+        ctx,
+        model_names,
+        lambda settings, progress: eval_cluster(
+            directory, settings, workers=workers, progress=progress
+        ),
+    )
+    if as_json:
+        print_json(reports[0] if len(reports) == 1 else reports)
+        return
+    for r in reports:
+        stdout.print(
+            f"{r['model']}: BCubed F {r['bcubed_f']} (precision {r['bcubed_precision']}, "
+            f"recall {r['bcubed_recall']}), pairwise F {r['pairwise_f']}; {r['n_clusters']} "
+            f"persons for {r['n_identities']} identities, {r['unassigned'] or 0:.1%} of "
+            f"{r['n_faces']} faces unassigned"
+        )
+
+
+for _command in [
+    *governance.COMMANDS,
+    *server.COMMANDS,
+    *models.COMMANDS,
+    *people.COMMANDS,
+]:
     cli.add_command(_command)
 
 

@@ -70,6 +70,12 @@ def policy_show(ctx: Context, as_json: bool) -> None:
 @click.option("--face", "face_id", type=int, help="One stored face id.")
 @click.option("--photo-id", type=int, help="One stored photo id: all its faces.")
 @click.option("--source", "source_name", help="Every face of a source.")
+@click.option(
+    "--person",
+    "person_id",
+    type=click.IntRange(min=1),
+    help="One person of `people list`: all its faces, its name and what was decided of it.",
+)
 @click.option("--reason", required=True, help="The request or ground (audited).")
 @click.option("--actor", envvar="COUNTENANCE_ACTOR", required=True, help="Who (audited).")
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
@@ -80,11 +86,13 @@ def erase(
     face_id: int | None,
     photo_id: int | None,
     source_name: str | None,
+    person_id: int | None,
     reason: str,
     actor: str,
     as_json: bool,
 ) -> None:
-    """Erase a person's faces (by a photo of them or a face id) or a photo's or a source's.
+    """Erase a person's faces (by a photo of them, a face id or a person id) or a photo's
+    or a source's.
 
     Erasing a person keeps only a suppression template, used for nothing but refusing their
     faces at ingest and hiding them from search.
@@ -94,6 +102,7 @@ def erase(
         face_id=face_id,
         photo_id=photo_id,
         source=source_name,
+        person=person_id,
         reason=reason,
         actor=actor,
     )

@@ -161,7 +161,11 @@ def erase(
         n_faces, photos = core.catalog.delete_faces(ids.tolist(), conn=change.conn)
         change.forget(ids)
         suppression_id = None
-        if person is not None:  # the person's name and decisions go with its faces
+        ended: list[int] = []
+        if person is not None:  # its name, decisions and watches on it go with its faces
+            ended = core.catalog.watches_of_person(int(person))
+            if ended:
+                core.catalog.remove_watches(ids=ended, conn=change.conn)
             core.catalog.delete_person(int(person), conn=change.conn)
         if seed is not None or face_id is not None or person is not None:
             template = _template(seed, vectors)
@@ -191,6 +195,7 @@ def erase(
                 "by": f"person:{person}"
                 if person is not None
                 else _selector(seed, face_id, photo_id, source),
+                **({"watches_ended": ended} if ended else {}),
             },
             result_face_ids=[int(i) for i in ids],
         )
