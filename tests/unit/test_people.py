@@ -340,3 +340,43 @@ def test_erasing_a_person_ends_its_watches_and_takes_its_alerts(
         assert {Path(a["photo"]).stem for a in db.alerts()} == {"blue60"}
         (event,) = db.audit.events(action="erase")
         assert len(event.details["watches_ended"]) == 1
+
+
+def test_a_rejected_face_never_comes_back_through_a_merge() -> None:
+    u, w = np.array([1, 0, 0], np.float32), np.array([0.6, 0.8, 0], np.float32)
+    groups = MemoryGroups()
+    for face, v in ((1, u), (2, u), (3, w), (4, w), (9, u)):
+        groups.add_face(face, v)
+    a, b = groups.new_person([1, 2]), groups.new_person([3, 4])
+    groups.rules.rejects[9] = {a}
+    Linkage(groups, edge=0.5).place(9, u, [(1, 1.0), (2, 1.0), (3, 0.6), (4, 0.6)])
+    assert groups.labels([1, 2, 3, 4, 9]) == [a, a, b, b, b]  # joined B; A not merged in
+
+
+def test_a_small_person_is_taken_apart_when_its_faces_do_not_belong_together() -> None:
+    """Two strangers paired just above the edge; once the first one's own faces arrive, the
+    batch pass over the small person leaves the second one out."""
+    groups = MemoryGroups()
+    linkage = Linkage(groups, edge=0.5)
+    x, y = unit(np.array([1.0, 0.0, 0.0])), unit(np.array([0.52, 0.854, 0.0]))
+    own = [unit(np.array([1.0, -0.1 * i, 0.05])) for i in (1, 2, 3)]
+    for face, v in ((1, x), (2, y), (3, own[0]), (4, own[1]), (5, own[2])):
+        groups.add_face(face, v)
+    linkage.place(1, x, [])
+    assert linkage.place(2, y, [(1, float(x @ y))]).person is not None  # a chance pair
+    for face, v in ((3, own[0]), (4, own[1]), (5, own[2])):
+        placed = [(i, float(groups.vector[i] @ v)) for i in range(1, face)]
+        linkage.place(face, v, placed)
+    labels = groups.labels([1, 2, 3, 4, 5])
+    assert labels[0] is not None and labels.count(labels[0]) == 4 and labels[1] is None
+
+
+def test_the_pair_edge_rises_with_the_unassigned_faces() -> None:
+    from countenance.people.clusters import pair_edge
+    from tests.unit.fakes import FakeWideEmbedder
+
+    bands = FakeWideEmbedder.space.bands
+    assert bands is not None
+    assert pair_edge(bands, 1) == bands.erase
+    assert bands.erase < pair_edge(bands, 10_000) < pair_edge(bands, 1_000_000)
+    assert pair_edge(bands, 1_000) == pytest.approx(bands.strong)  # 0.01 / 1,000 = FMR 1e-5

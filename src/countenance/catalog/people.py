@@ -118,19 +118,30 @@ class PeopleCatalog:
 
     def person_rules(
         self, persons: Sequence[int], *, conn: sa.Connection | None = None
-    ) -> tuple[set[int], set[frozenset[int]], dict[int, set[int]]]:
-        """For these persons: which are named, the pairs split apart, and the faces rejected
-        from each (face -> persons)."""
-        t, a, r = s.persons, s.persons_apart, s.person_rejects
+    ) -> dict[str, Any]:
+        """For these persons: ``named`` (those with a name), ``pinned`` (those holding faces a
+        person placed), ``apart`` (pairs split apart), ``rejects`` (face -> persons it was
+        taken out of) and ``refuses`` (person -> persons its faces were taken out of)."""
+        t, a, r, f = s.persons, s.persons_apart, s.person_rejects, s.faces
         named: set[int] = set()
+        pinned: set[int] = set()
         apart: set[frozenset[int]] = set()
         rejects: dict[int, set[int]] = {}
+        refuses: dict[int, set[int]] = {}
         with self._using(conn) as c:
             for chunk in _chunks(list(persons)):
                 named.update(
                     int(i)
                     for i in c.execute(
                         sa.select(t.c.id).where(t.c.id.in_(chunk), t.c.name.is_not(None))
+                    ).scalars()
+                )
+                pinned.update(
+                    int(i)
+                    for i in c.execute(
+                        sa.select(f.c.person_id)
+                        .where(f.c.person_id.in_(chunk), f.c.person_pinned.is_(sa.true()))
+                        .distinct()
                     ).scalars()
                 )
                 for x, y in c.execute(
@@ -141,7 +152,19 @@ class PeopleCatalog:
                     sa.select(r.c.person_id, r.c.face_id).where(r.c.person_id.in_(chunk))
                 ):
                     rejects.setdefault(int(face), set()).add(int(person))
-        return named, apart, rejects
+                for holder, refused in c.execute(
+                    sa.select(f.c.person_id, r.c.person_id)
+                    .select_from(r.join(f, r.c.face_id == f.c.id))
+                    .where(f.c.person_id.in_(chunk))
+                ):
+                    refuses.setdefault(int(holder), set()).add(int(refused))
+        return {
+            "named": named,
+            "pinned": pinned,
+            "apart": apart,
+            "rejects": rejects,
+            "refuses": refuses,
+        }
 
     def face_rejects(
         self, face_ids: Sequence[int], *, conn: sa.Connection | None = None
@@ -455,11 +478,13 @@ class PeopleCatalog:
         ]
         return record
 
-    def person_counts(self, space: EmbeddingSpace) -> dict[str, int]:
+    def person_counts(
+        self, space: EmbeddingSpace, *, conn: sa.Connection | None = None
+    ) -> dict[str, int]:
         """Faces assigned to a person and unassigned, among the indexed faces of ``space``."""
         f = s.faces
         live = sa.and_(f.c.space_id == self.space_id(space), f.c.skip_reason.is_(None))
-        with self._db.connect() as c:
+        with self._using(conn) as c:
             assigned = c.execute(
                 sa.select(sa.func.count()).where(live, f.c.person_id.is_not(None))
             ).scalar()

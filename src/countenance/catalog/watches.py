@@ -94,7 +94,10 @@ class WatchCatalog:
             for r in rows
         ]
 
-    def list_watches(self, *, actor: str | None = None) -> list[dict[str, Any]]:
+    def list_watches(
+        self, *, actor: str | None = None, expired: bool = False
+    ) -> list[dict[str, Any]]:
+        """Watches (one actor's, or all), live ones only unless ``expired``."""
         w, a = s.watches, s.alerts
         alerts = (
             sa.select(sa.func.count())
@@ -115,6 +118,8 @@ class WatchCatalog:
         ).order_by(w.c.id)
         if actor is not None:
             query = query.where(w.c.actor == actor)
+        if not expired:
+            query = query.where(w.c.expires_at > dt.datetime.now(dt.UTC))
         with self._db.connect() as c:
             rows = c.execute(query).mappings().all()
         return [
@@ -133,7 +138,7 @@ class WatchCatalog:
         ]
 
     def get_watch(self, watch_id: int) -> dict[str, Any]:
-        for watch in self.list_watches():
+        for watch in self.list_watches(expired=True):
             if watch["id"] == watch_id:
                 return watch
         raise NotFound(f"no watch {watch_id}")

@@ -24,8 +24,12 @@ import numpy as np
 from countenance.core import Change, WriteCore
 from countenance.people.linkage import Constraints, Linkage, Neighbour, Vector
 from countenance.ports import Vectors
+from countenance.types import Bands
 
 NEIGHBOURS = 32  # stored faces looked at per new face: the candidates of its person
+# Two unassigned faces start a person only at a similarity strangers reach less than once per
+# this many new faces, given how many unassigned faces there are to pair with by chance.
+PAIR_BUDGET = 0.01
 
 Progress = Callable[[int, int], None]
 
@@ -50,8 +54,15 @@ class CatalogGroups:
         return self.catalog.face_vectors(self.space, face_ids, conn=self.conn)
 
     def constraints(self, persons: Sequence[int]) -> Constraints:
-        named, apart, rejects = self.catalog.person_rules(persons, conn=self.conn)
-        return Constraints(named, apart, rejects)
+        return Constraints(**self.catalog.person_rules(persons, conn=self.conn))
+
+    def faces_of(self, person: int) -> dict[int, Vector]:
+        ids, vectors = self.catalog.person_vectors(self.space, person, conn=self.conn)
+        return dict(zip(ids, vectors, strict=True))
+
+    def unassign(self, face_ids: Sequence[int]) -> None:
+        self.assigned -= len(face_ids)
+        self.catalog.assign_faces(face_ids, None, conn=self.conn)
 
     def new_person(self, face_ids: Sequence[int]) -> int:
         self.created += 1
@@ -83,7 +94,8 @@ def place(
         return {"persons": 0, "assigned": 0}
     x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), -1)
     groups = CatalogGroups(core, change)
-    linkage = Linkage(groups, core.bands.erase)
+    unassigned = core.catalog.person_counts(core.space, conn=change.conn)["unassigned"]
+    linkage = Linkage(groups, core.bands.erase, pair_edge=pair_edge(core.bands, unassigned))
     edge = linkage.edge
     found: list[list[Neighbour]] = [[] for _ in ids]
     n = core.index.count()
@@ -141,3 +153,11 @@ def _placed_before(first: int, pinned: set[int]) -> Callable[[int], bool]:
     """In a re-clustering, the faces placed before the batch starting at ``first``: those
     of lower ids, and those a person placed."""
     return lambda face: face < first or face in pinned
+
+
+def pair_edge(bands: Bands, unassigned: int, budget: float = PAIR_BUDGET) -> float:
+    """The similarity two unassigned faces need to start a person: the FMR 1e-4 edge, raised
+    until a new face is expected to meet a stranger that well among ``unassigned`` faces at
+    most ``budget`` times (``unassigned x FMR <= budget``). Without it, chance pairs of
+    strangers grow with the gallery (at 10^6 faces, 1 in 10,000 is a hundred strangers)."""
+    return max(bands.erase, bands.similarity_at(budget / max(unassigned, 1)))

@@ -12,7 +12,16 @@ and placing a face never needs an all-pairs pass:
    (a candidate that is only an unassigned face starts a new person with it);
 3. the grown person then absorbs any other candidate whose linkage to it now reaches ``edge``
    (persons and unassigned faces alike), best first, the way a batch average-linkage pass
-   would merge them.
+   would merge them;
+4. a person of at most ``RECHECK`` faces is then re-clustered in batch (exact average
+   linkage over its few faces): placing one face at a time can pair two strangers just above
+   the edge before either's own faces arrive, and the batch pass takes them apart again. On
+   LFW this closes the gap to batch average linkage over all faces (BCubed F 0.959-0.960
+   in three orders against 0.960).
+
+Two unassigned faces start a person only at ``pair_edge`` (at least ``edge``; the store
+raises it with the number of unassigned faces, see
+:func:`countenance.people.clusters.pair_edge`).
 
 A face no group links to stays unassigned: background strangers seen once never form a
 person. What people decided is respected: a person is never merged with one it was split
@@ -73,6 +82,14 @@ class Groups(Protocol):
         """Move every face of ``person`` into ``into``, and drop ``person``."""
         ...
 
+    def faces_of(self, person: int) -> dict[int, Vector]:
+        """The faces of a person, with their vectors."""
+        ...
+
+    def unassign(self, face_ids: Sequence[int]) -> None:
+        """Take these faces out of their person."""
+        ...
+
 
 @dataclass(slots=True)
 class Constraints:
@@ -81,15 +98,30 @@ class Constraints:
     named: set[int] = field(default_factory=set)  # persons with a name
     apart: set[frozenset[int]] = field(default_factory=set)  # pairs never merged
     rejects: dict[int, set[int]] = field(default_factory=dict)  # face -> persons it is not
+    pinned: set[int] = field(default_factory=set)  # persons holding faces a person placed
+    refuses: dict[int, set[int]] = field(default_factory=dict)  # person -> persons its faces
+    # were taken out of: merging the two would put those faces back
 
     def update(self, other: Constraints) -> None:
         self.named |= other.named
         self.apart |= other.apart
+        self.pinned |= other.pinned
         for face, persons in other.rejects.items():
             self.rejects.setdefault(face, set()).update(persons)
+        for person, persons in other.refuses.items():
+            self.refuses.setdefault(person, set()).update(persons)
 
     def may_merge(self, a: int, b: int) -> bool:
-        return frozenset((a, b)) not in self.apart and not (a in self.named and b in self.named)
+        return (
+            frozenset((a, b)) not in self.apart
+            and not (a in self.named and b in self.named)
+            and b not in self.refuses.get(a, ())
+            and a not in self.refuses.get(b, ())
+        )
+
+    def decided(self, person: int) -> bool:
+        """Whether a person's faces were placed by a person (named, merged, split)."""
+        return person in self.named or person in self.pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +136,20 @@ class Placement:
     absorbed: tuple[int, ...] = ()
 
 
-class Linkage:
-    """Online average linkage over unit vectors (see the module docstring)."""
+RECHECK = 16  # faces: a person this small is re-clustered in batch after each join
 
-    def __init__(self, groups: Groups, edge: float) -> None:
+
+class Linkage:
+    """Online average linkage over unit vectors (see the module docstring).
+
+    ``pair_edge`` (at least ``edge``) is what two unassigned faces need to start a person:
+    the store sets it by the number of unassigned faces a new face could pair with, so that
+    strangers pairing by chance stay rare as the gallery grows."""
+
+    def __init__(self, groups: Groups, edge: float, *, pair_edge: float | None = None) -> None:
         self.groups = groups
         self.edge = float(edge)
+        self.pair_edge = max(self.edge, float(pair_edge if pair_edge is not None else edge))
         self._sums: dict[int, tuple[Vector, int]] = {}
         self._person: dict[int, int | None] = {}
         self._members: dict[int, set[int]] = {}  # the faces known here of each person
@@ -167,13 +207,13 @@ class Linkage:
             if p in rejected:
                 continue
             score = float(x @ self._mean(p))
-            if best is None or score > best[0]:
+            if score >= self.edge and (best is None or score > best[0]):
                 best = (score, p, None)
         for i, sim in near:
-            if of[i] is None and (best is None or sim > best[0]):
+            if of[i] is None and sim >= self.pair_edge and (best is None or sim > best[0]):
                 best = (sim, None, i)
         self._set(face_id, None)
-        if best is None or best[0] < self.edge:
+        if best is None:
             return Placement(face_id, None)
         score, person, lone = best
         if person is None:
@@ -187,9 +227,54 @@ class Linkage:
             self.groups.assign([face_id], person)
             total, n = self._summary(person)
             self._sums[person] = (total + x, n + 1)
+            self._refuse(person, rules.rejects.get(face_id, set()))
         self._set(face_id, person)
         merged, absorbed = self._absorb(person, persons, [i for i, _ in near if of[i] is None])
-        return Placement(face_id, person, score, tuple(merged), tuple(absorbed))
+        if merged:
+            person = self._person[face_id] or person
+        self._recheck(person)
+        return Placement(face_id, self._person[face_id], score, tuple(merged), tuple(absorbed))
+
+    def _refuse(self, person: int, rejected: set[int]) -> None:
+        if rejected:
+            self._constraints.refuses.setdefault(person, set()).update(rejected)
+
+    def _recheck(self, person: int) -> None:
+        """Re-cluster a small person in batch: joining one face at a time lets two strangers
+        pair just above the edge before either's own faces arrive, and a batch pass, which
+        merges the strongest links first, takes such a pair apart again. The largest part
+        stays the person; other parts of two or more become persons; lone faces go back to
+        unassigned. Persons that people placed are left as they are."""
+        rules = self._constraints
+        if rules.decided(person):
+            return
+        _, n = self._summary(person)
+        if n > RECHECK or n < 3:
+            return
+        faces = self.groups.faces_of(person)
+        if len(faces) > RECHECK:
+            return
+        ids = sorted(faces)
+        parts = average_parts(np.stack([faces[i] for i in ids]), self.edge)
+        if len(parts) == 1:
+            return
+        parts.sort(key=lambda part: (-len(part), min(part)))
+        for part in parts[1:]:
+            moved = [ids[j] for j in part]
+            if len(moved) >= 2:
+                other = self.groups.new_person(moved)
+                self._sums[other] = (np.sum([faces[i] for i in moved], axis=0), len(moved))
+                self._bound.add(other)
+                for i in moved:
+                    self._set(i, other)
+            else:
+                self.groups.unassign(moved)
+                self._set(moved[0], None)
+        kept = [ids[j] for j in parts[0]]
+        self._sums[person] = (
+            np.sum([faces[i] for i in kept], axis=0).astype(np.float32),
+            len(kept),
+        )
 
     def _absorb(
         self, person: int, persons: Sequence[int], lone: Sequence[int]
@@ -221,6 +306,7 @@ class Linkage:
                 other_total, other_n = self._summary(key)
                 survivor, gone = (key, person) if key in rules.named else (person, key)
                 self.groups.merge(gone, into=survivor)
+                self._refuse(survivor, rules.refuses.pop(gone, set()))
                 self._sums[survivor] = (total + other_total, n + other_n)
                 self._sums.pop(gone, None)
                 for face in list(self._members.pop(gone, ())):
@@ -233,6 +319,7 @@ class Linkage:
             else:
                 self.groups.assign([key], person)
                 self._sums[person] = (total + vectors[key], n + 1)
+                self._refuse(person, rules.rejects.get(key, set()))
                 self._set(key, person)
                 singles.discard(key)
                 absorbed.append(key)
@@ -241,6 +328,13 @@ class Linkage:
     def _rename(self, gone: int, survivor: int) -> None:
         """The constraints of a merged-away person pass to the one that absorbed it."""
         rules = self._constraints
+        for refused in rules.refuses.values():
+            if gone in refused:
+                refused.discard(gone)
+                refused.add(survivor)
+        if gone in rules.pinned:
+            rules.pinned.discard(gone)
+            rules.pinned.add(survivor)
         rules.apart = {
             frozenset(survivor if p == gone else p for p in pair) for pair in rules.apart
         }
@@ -251,6 +345,29 @@ class Linkage:
         if gone in rules.named:
             rules.named.discard(gone)
             rules.named.add(survivor)
+
+
+def average_parts(vectors: npt.NDArray[np.float32], edge: float) -> list[list[int]]:
+    """Batch average linkage of a few unit vectors cut at ``edge``: the groups, as lists of
+    row numbers (what ``scipy.cluster.hierarchy`` gives with ``method="average"``,
+    ``metric="cosine"`` and ``fcluster(t=1 - edge, criterion="distance")``)."""
+    sums = np.asarray(vectors, dtype=np.float64).copy()
+    sizes = np.ones(len(sums))
+    parts = [[i] for i in range(len(sums))]
+    while len(parts) > 1:
+        link = (sums @ sums.T) / np.outer(sizes, sizes)
+        np.fill_diagonal(link, -np.inf)
+        i, j = (int(v) for v in np.unravel_index(int(np.argmax(link)), link.shape))
+        if link[i, j] < edge:
+            break
+        a, b = min(i, j), max(i, j)
+        sums[a] += sums[b]
+        sizes[a] += sizes[b]
+        parts[a] += parts[b]
+        sums = np.delete(sums, b, 0)
+        sizes = np.delete(sizes, b)
+        del parts[b]
+    return parts
 
 
 class MemoryGroups:
@@ -296,6 +413,15 @@ class MemoryGroups:
 
     def merge(self, person: int, into: int) -> None:
         self.assign(sorted(self.members.pop(person, set())), into)
+
+    def faces_of(self, person: int) -> dict[int, Vector]:
+        return {i: self.vector[i] for i in sorted(self.members.get(person, ()))}
+
+    def unassign(self, face_ids: Sequence[int]) -> None:
+        for i in face_ids:
+            old = self.person.pop(int(i), None)
+            if old is not None:
+                self.members.get(old, set()).discard(int(i))
 
     def labels(self, face_ids: Sequence[int]) -> list[int | None]:
         """Each face's person, None where unassigned."""
