@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from countenance.api import errors, routes, service
+from countenance.api import errors, people, routes, service
 from countenance.api.metrics import CONTENT_TYPE, MetricsMiddleware
 from countenance.api.state import ServerState
 from countenance.api.uploads import BodyLimit
@@ -43,6 +43,7 @@ def create_app(
     otherwise the app opens one on ``settings`` and closes it at shutdown. With
     ``load_models`` the face models load at startup, so the first search is not slow."""
     from countenance.web import admin, pages, search  # the UI: part of the app, its own package
+    from countenance.web import people as people_pages
 
     settings = settings or (engine.settings if engine is not None else Settings.from_env())
     state = ServerState.open(settings, engine=engine, pipeline=pipeline)
@@ -83,8 +84,10 @@ def create_app(
     errors.install(app)
     pages.install(app, always_secure=bool(settings.trusted_proxy))
     app.include_router(routes.router)
+    app.include_router(people.router)
     app.include_router(search.router)
     app.include_router(admin.router)
+    app.include_router(people_pages.router)
     app.mount("/static", StaticFiles(packages=[("countenance.web", "static")]), name="static")
 
     # async, so they answer on the event loop even while every worker thread is busy

@@ -17,11 +17,19 @@ sources.read         x      x          x           x
 sources.write        x      x
 ingest               x      x
 erase, export        x                             x (export only)
+people.read          x                 x
+people.write         x                 x
+people.recluster     x
+watch                x                 x
 policy.read          x                 x           x
 policy.write         x
 audit.read           x                             x
 keys                 x
 =================  =====  ======  ============  =======
+
+``people.write`` names, merges, splits, hides persons and says "not this person";
+``people.recluster`` places every face again. A ``watch`` holder sees and removes its own
+watches and their alerts only, unless it is an admin (the service layer checks the owner).
 
 Example::
 
@@ -61,10 +69,25 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "policy.write",
             "audit.read",
             "keys",
+            "people.read",
+            "people.write",
+            "people.recluster",
+            "watch",
         }
     ),
     "ingest": frozenset({"sources.read", "sources.write", "ingest"}),
-    "investigator": frozenset({"search", "verify", "view_results", "sources.read", "policy.read"}),
+    "investigator": frozenset(
+        {
+            "search",
+            "verify",
+            "view_results",
+            "sources.read",
+            "policy.read",
+            "people.read",
+            "people.write",
+            "watch",
+        }
+    ),
     "auditor": frozenset({"audit.read", "export", "sources.read", "policy.read"}),
 }
 

@@ -107,12 +107,28 @@ class Lead(_Open):
     source: str | None
     box: list[int]
     ingested_at: str | None
+    person: int | None
+
+
+class PersonLead(_Open):
+    """The matches of a probe face that belong to one person, and what is known of it."""
+
+    person: int
+    name: str | None
+    similarity: float
+    matched: list[int]
+    faces: int
+    photos: int
+    sources: list[str]
+    first_seen: str | None
+    last_seen: str | None
 
 
 class ProbeFace(_Open):
     box: list[int]
     quality: float
     matches: list[Lead]
+    persons: list[PersonLead]
 
 
 class SearchResult(_Open):
@@ -436,7 +452,7 @@ def status(
 
 @router.post(
     "/erasures",
-    summary="Erase a person (by photo or face id) or a photo; a receipt",
+    summary="Erase a person (by photo, face id or person id) or a photo; a receipt",
     response_model=_Open,
     responses=UPLOAD,
 )
@@ -455,10 +471,19 @@ def erase(
     photo: Annotated[UploadFile | None, File(description="A photo of the person.")] = None,
     face_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     photo_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    person: Annotated[
+        int | None, Form(ge=1, le=MAX_ID, description="A person: all its faces and its name.")
+    ] = None,
 ) -> dict[str, Any]:
     data = read_upload(photo) if photo is not None else None
     return service.erase(
-        state, principal, photo=data, face_id=face_id, photo_id=photo_id, reason=reason
+        state,
+        principal,
+        photo=data,
+        face_id=face_id,
+        photo_id=photo_id,
+        person=person,
+        reason=reason,
     )
 
 

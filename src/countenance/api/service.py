@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -100,12 +101,18 @@ def erase(
     photo: bytes | None = None,
     face_id: int | None = None,
     photo_id: int | None = None,
+    person: int | None = None,
 ) -> dict[str, Any]:
-    """Erase a person (by a photo of them or a face id) or a photo; returns the receipt.
-    What erasure removed from the catalog goes from the uploads folder too."""
+    """Erase a person (by a photo of them, a face id or a person id) or a photo; returns the
+    receipt. What erasure removed from the catalog goes from the uploads folder too."""
     with writing(state):
         receipt = state.engine.erase(
-            photo=photo, face_id=face_id, photo_id=photo_id, reason=reason, actor=principal.name
+            photo=photo,
+            face_id=face_id,
+            photo_id=photo_id,
+            person=person,
+            reason=reason,
+            actor=principal.name,
         )
         sweep_uploads(state)
     return receipt.to_json()
@@ -172,6 +179,7 @@ def search(
                     }
                     for m in face.matches
                 ],
+                "persons": [p.to_json() for p in face.persons],
             }
             for face in result.faces
         ],
@@ -441,3 +449,173 @@ def export(
         state.engine.export(data, out, actor=principal.name, purpose=purpose, case=case)
         report: dict[str, Any] = json.loads((Path(out) / JSON_NAME).read_text())
     return report
+
+
+# persons and watches ---------------------------------------------------------------------
+# Persons are read and changed through ``engine.people``; a watch is its owner's: anyone
+# but an admin sees, lists alerts of and removes only the watches it started.
+
+
+def people(
+    state: ServerState,
+    principal: Principal,
+    *,
+    min_faces: int = 2,
+    hidden: bool = False,
+    named: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """A page of persons, most faces first, and how many faces are (un)assigned."""
+    found = state.engine.people.list(
+        min_faces=min_faces, hidden=hidden, named=named, limit=limit, offset=offset
+    )
+    return {"people": found, "counts": state.engine.people.counts()}
+
+
+def person(state: ServerState, principal: Principal, person_id: int) -> dict[str, Any]:
+    """One person with its faces (``face_list``); only admins see where the files are kept."""
+    record = state.engine.people.show(person_id)
+    if principal.role != "admin":
+        record["face_list"] = [{**f, "uri": public_uri(f["uri"])} for f in record["face_list"]]
+    return record
+
+
+def _person_summary(state: ServerState, person_id: int) -> dict[str, Any]:
+    record = state.engine.people.show(person_id)
+    record.pop("face_list", None)
+    return record
+
+
+def name_person(
+    state: ServerState, principal: Principal, person_id: int, name: str | None
+) -> dict[str, Any]:
+    """Name a person (None: remove its name); the person as it is now."""
+    with writing(state):
+        state.engine.people.name(person_id, name, actor=principal.name)
+        return _person_summary(state, person_id)
+
+
+def merge_people(
+    state: ServerState, principal: Principal, into: int, others: list[int]
+) -> dict[str, Any]:
+    """Move the faces of ``others`` into ``into``. Merging a person with itself alone moves
+    nothing and is no error: the request is already true."""
+    rest = sorted({int(p) for p in others} - {int(into)})
+    with writing(state):
+        if rest:
+            moved = state.engine.people.merge(into, rest, actor=principal.name)
+        else:
+            state.engine.people.show(into)  # NotFound
+            moved = 0
+    return {"person": into, "merged": rest, "moved": moved}
+
+
+def split_person(
+    state: ServerState, principal: Principal, person_id: int, faces: list[int]
+) -> dict[str, Any]:
+    """Move these faces into a new person; 409 when they are every face it has (a person
+    keeps at least one)."""
+    wanted = sorted({int(f) for f in faces})
+    with writing(state):
+        members = {f["face_id"] for f in state.engine.people.show(person_id)["face_list"]}
+        if members and members == set(wanted):
+            raise ApiError(
+                409, "conflict", f"a split must leave person {person_id} at least one face"
+            )
+        new = state.engine.people.split(person_id, wanted, actor=principal.name)
+    return {"person": person_id, "new_person": new, "faces": wanted}
+
+
+def hide_person(
+    state: ServerState, principal: Principal, person_id: int, hidden: bool
+) -> dict[str, Any]:
+    """Hide a person from the list (or show it again); the person as it is now."""
+    with writing(state):
+        state.engine.people.hide(person_id, hidden, actor=principal.name)
+        return _person_summary(state, person_id)
+
+
+def reject_faces(
+    state: ServerState, principal: Principal, person_id: int, faces: list[int]
+) -> dict[str, Any]:
+    """ "Not this person": the faces leave it and clustering never puts them back."""
+    wanted = sorted({int(f) for f in faces})
+    with writing(state):
+        removed = state.engine.people.reject(person_id, wanted, actor=principal.name)
+    return {"person": person_id, "faces": wanted, "removed": removed}
+
+
+def recluster(state: ServerState, principal: Principal) -> dict[str, Any]:
+    """Place every face again by the clustering rule (what people decided stays)."""
+    with writing(state):
+        return dict(state.engine.people.recluster(actor=principal.name))
+
+
+def add_watch(
+    state: ServerState,
+    principal: Principal,
+    *,
+    purpose: str,
+    case: str | None,
+    expires: dt.date | dt.datetime,
+    photo: bytes | None = None,
+    person: int | None = None,
+    location: str | None = None,
+) -> dict[str, Any]:
+    """Watch for the person in ``photo`` or person ``person`` until ``expires``: a search
+    (purpose, case, the actor's rate, audited) owned by the principal."""
+    with writing(state):
+        return state.engine.watch(
+            photo=photo,
+            person=person,
+            actor=principal.name,
+            purpose=purpose,
+            case=case,
+            expires=expires,
+            location=location,
+        )
+
+
+def watches(state: ServerState, principal: Principal) -> list[dict[str, Any]]:
+    """The principal's watches (every watch, for an admin), oldest first."""
+    return state.engine.watches(actor=None if principal.role == "admin" else principal.name)
+
+
+def own_watch(state: ServerState, principal: Principal, watch_id: int) -> dict[str, Any]:
+    """A watch the principal may see; NotFound alike for one that does not exist and one
+    that another started (which ids exist is not told)."""
+    for watch in watches(state, principal):
+        if watch["id"] == watch_id:
+            return watch
+    raise NotFound(f"no watch {watch_id}")
+
+
+def remove_watch(state: ServerState, principal: Principal, watch_id: int) -> None:
+    """End one of the principal's watches now (its template and alerts go)."""
+    with writing(state):
+        own_watch(state, principal, watch_id)
+        state.engine.unwatch(watch_id, actor=principal.name)
+
+
+def alerts(
+    state: ServerState,
+    principal: Principal,
+    *,
+    watch: int | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Alerts of the principal's watches (of every watch, for an admin), oldest first. The
+    photos they name become the principal's to open (an alert is a result, audited when it
+    was raised); others see a file's name, never where it is kept."""
+    admin = principal.role == "admin"
+    if watch is not None:
+        own_watch(state, principal, watch)
+    found = state.engine.alerts(
+        watch=watch, actor=None if admin else principal.name, after=after, limit=limit
+    )
+    if admin:
+        return found
+    state.saw(principal.name, {a["photo_id"] for a in found if a["photo_id"] is not None})
+    return [{**a, "photo": public_uri(a["photo"])} for a in found]

@@ -42,14 +42,16 @@ def _form_action(
     """What every form post of these pages does: check the form's CSRF token (a stale one is
     the API's 403), then the role's ``permission`` (refused: "the role may not ``refusal``"),
     then run ``work`` (a service operation) and answer ``done(result)``; a refusal or a
-    handled error shows page ``failed`` again with its message and status.
+    handled error shows page ``failed`` again with its message and status. A role refused
+    gets the error page alone: ``failed`` may show what the role may not read.
 
     Example: ``_form_action(request, session, csrf, "erase", "erase", work, done, page)``.
     """
     session.check(csrf)
+    if not session.principal.can(permission):
+        message = f"the role may not {refusal}"
+        return page(request, session, "error.html", status_code=403, message=message)
     try:
-        if not session.principal.can(permission):
-            raise ApiError(403, "forbidden", f"the role may not {refusal}")
         result = work(server(request))
     except (ApiError, CountenanceError) as exc:
         message, status = error_message(exc)

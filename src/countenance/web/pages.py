@@ -40,6 +40,8 @@ LOGIN_CSRF = "countenance_login_csrf"
 
 NAV = [  # (path, label, permission)
     ("/search", "Search", "search"),
+    ("/people", "People", "people.read"),
+    ("/alerts", "Alerts", "watch"),
     ("/sources", "Sources", "sources.read"),
     ("/policy", "Policy", "policy.read"),
     ("/erasures", "Erasures", "erase"),
