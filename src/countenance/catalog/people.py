@@ -54,13 +54,15 @@ class PeopleCatalog:
 
         def space_id(self, space: EmbeddingSpace) -> int: ...
 
+        def _writing(
+            self, conn: sa.Connection | None
+        ) -> contextlib.AbstractContextManager[sa.Connection]: ...
+
     @contextlib.contextmanager
-    def _using(self, conn: sa.Connection | None, *, write: bool = False) -> Iterator[sa.Connection]:
+    def _using(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
+        """Reads: in the open transaction (it sees what it wrote), else a connection."""
         if conn is not None:
             yield conn
-        elif write:
-            with self._db.begin() as own:
-                yield own
         else:
             with self._db.connect() as own:
                 yield own
@@ -194,7 +196,7 @@ class PeopleCatalog:
         now = _now()
         if name is not None:
             s.check_text(s.persons, {"name": name})
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             result = c.execute(s.persons.insert().values(name=name, created_at=now, updated_at=now))
             key = result.inserted_primary_key
             assert key is not None
@@ -213,7 +215,7 @@ class PeopleCatalog:
         """Put these faces in ``person`` (None: unassigned); how many moved."""
         f = s.faces
         moved = 0
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             for chunk in _chunks(sorted({int(i) for i in face_ids})):
                 moved += c.execute(
                     f.update()
@@ -226,7 +228,7 @@ class PeopleCatalog:
         """Move every face of ``person`` into ``into`` (its pins, rejections and splits
         with it) and delete ``person``."""
         f, r, a = s.faces, s.person_rejects, s.persons_apart
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             c.execute(f.update().where(f.c.person_id == person).values(person_id=into))
             rejected = set(
                 c.execute(sa.select(r.c.face_id).where(r.c.person_id == person)).scalars()
@@ -249,7 +251,7 @@ class PeopleCatalog:
         """Name a person (None: remove the name); its faces are pinned to it."""
         if name is not None:
             s.check_text(s.persons, {"name": name})
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             self._require(c, person)
             c.execute(s.persons.update().where(s.persons.c.id == person).values(name=name))
             if name is not None:
@@ -258,11 +260,11 @@ class PeopleCatalog:
 
     def pin_person(self, person: int, *, conn: sa.Connection | None = None) -> None:
         f = s.faces
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             c.execute(f.update().where(f.c.person_id == person).values(person_pinned=True))
 
     def hide_person(self, person: int, hidden: bool, *, conn: sa.Connection | None = None) -> None:
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             self._require(c, person)
             c.execute(s.persons.update().where(s.persons.c.id == person).values(hidden=hidden))
             self._touch(c, person)
@@ -272,7 +274,7 @@ class PeopleCatalog:
     ) -> None:
         """Remember that these faces are not ``person``."""
         r = s.person_rejects
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             for face in sorted({int(i) for i in face_ids}):
                 known = c.execute(
                     sa.select(sa.func.count()).where(r.c.person_id == person, r.c.face_id == face)
@@ -286,19 +288,19 @@ class PeopleCatalog:
             raise InvalidArgument("a person cannot be kept apart from itself")
         lo, hi = sorted((int(a), int(b)))
         t = s.persons_apart
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             known = c.execute(sa.select(sa.func.count()).where(t.c.a == lo, t.c.b == hi)).scalar()
             if not known:
                 c.execute(t.insert().values(a=lo, b=hi))
 
     def delete_person(self, person: int, *, conn: sa.Connection | None = None) -> None:
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             c.execute(s.persons.delete().where(s.persons.c.id == person))
 
     def drop_empty_persons(self, *, conn: sa.Connection | None = None) -> int:
         """Delete persons left with no face (after erasure, retention or a merge)."""
         f, t = s.faces, s.persons
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             return int(
                 c.execute(t.delete().where(~sa.exists().where(f.c.person_id == t.c.id))).rowcount
             )
@@ -307,7 +309,7 @@ class PeopleCatalog:
         """Before a re-clustering: every face no person placed becomes unassigned; persons
         left empty go. Returns how many faces were released."""
         f = s.faces
-        with self._using(conn, write=True) as c:
+        with self._writing(conn) as c:
             released = c.execute(
                 f.update()
                 .where(f.c.person_id.is_not(None), f.c.person_pinned.is_(sa.false()))

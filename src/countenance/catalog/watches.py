@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,13 +34,9 @@ class WatchCatalog:
 
         def space_id(self, space: EmbeddingSpace) -> int: ...
 
-    @contextlib.contextmanager
-    def _in(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
-        if conn is not None:
-            yield conn
-        else:
-            with self._db.begin() as own:
-                yield own
+        def _writing(
+            self, conn: sa.Connection | None
+        ) -> contextlib.AbstractContextManager[sa.Connection]: ...
 
     def add_watch(
         self,
@@ -61,7 +56,7 @@ class WatchCatalog:
         values = {"actor": actor, "purpose": purpose, "case_ref": case_ref}
         s.check_text(s.watches, values)
         space_id = self.space_id(space)
-        with self._in(conn) as c:
+        with self._writing(conn) as c:
             result = c.execute(
                 s.watches.insert().values(
                     space_id=space_id,
@@ -160,7 +155,7 @@ class WatchCatalog:
             query = query.where(w.c.expires_at <= expired_at)
         else:
             raise ValueError("remove_watches needs ids or expired_at")
-        with self._in(conn) as c:
+        with self._writing(conn) as c:
             gone = [int(i) for i in c.execute(query).scalars()]
             if gone:
                 c.execute(s.alerts.delete().where(s.alerts.c.watch_id.in_(gone)))
@@ -192,7 +187,7 @@ class WatchCatalog:
         *,
         conn: sa.Connection | None = None,
     ) -> int:
-        with self._in(conn) as c:
+        with self._writing(conn) as c:
             result = c.execute(
                 s.alerts.insert().values(
                     watch_id=watch_id,
@@ -274,5 +269,5 @@ class WatchCatalog:
         values: dict[str, Any] = {"delivery_error": error}
         if error is None:
             values["delivered_at"] = dt.datetime.now(dt.UTC)
-        with self._in(conn) as c:
+        with self._writing(conn) as c:
             c.execute(s.alerts.update().where(s.alerts.c.id == alert_id).values(**values))

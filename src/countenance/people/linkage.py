@@ -223,6 +223,7 @@ class Linkage:
             self._sums[person] = (vectors[lone].astype(np.float32) + x, 2)
             self._set(lone, person)
             self._bound.add(person)
+            self._refuse(person, rules.rejects.get(lone, set()) | rejected)
         else:
             self.groups.assign([face_id], person)
             total, n = self._summary(person)
