@@ -33,10 +33,10 @@ from countenance.api.routes import (
     UPLOAD,
     Case,
     Id,
+    OpenModel,
     Purpose,
     State,
-    _errors,
-    _Open,
+    error_responses,
 )
 from countenance.api.uploads import read_upload
 from countenance.people.directory import MAX_LIST
@@ -50,8 +50,8 @@ EXPIRES_PATTERN = (
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 )
 
-PERSON_WRITE = _errors(400, 404, 503)
-SPLIT = _errors(400, 404, 409, 503)
+PERSON_WRITE = error_responses(400, 404, 503)
+SPLIT = error_responses(400, 404, 409, 503)
 
 PersonName = Annotated[str, Field(min_length=1, max_length=NAME_LIMIT, pattern=NON_BLANK)]
 FaceIds = Annotated[list[Id], Field(min_length=1, max_length=MAX_FACES)]
@@ -61,7 +61,7 @@ PersonId = Annotated[int, Path(ge=1, le=MAX_ID, description="A person")]
 # wire types ---------------------------------------------------------------------------------
 
 
-class Person(_Open):
+class Person(OpenModel):
     """A person: its name (None: unnamed), counts, sources and its best face (``cover_face_id``)."""
 
     id: int
@@ -75,7 +75,7 @@ class Person(_Open):
     cover_face_id: int | None
 
 
-class PersonFace(_Open):
+class PersonFace(OpenModel):
     face_id: int
     photo_id: int
     uri: str | None
@@ -90,35 +90,35 @@ class PersonRecord(Person):
     face_list: list[PersonFace]
 
 
-class PeopleCounts(_Open):
+class PeopleCounts(OpenModel):
     assigned: int
     unassigned: int
 
 
-class People(_Open):
+class People(OpenModel):
     people: list[Person]
     counts: PeopleCounts
 
 
-class Merged(_Open):
+class Merged(OpenModel):
     person: int
     merged: list[int]
     moved: int
 
 
-class Split(_Open):
+class Split(OpenModel):
     person: int
     new_person: int
     faces: list[int]
 
 
-class Rejected(_Open):
+class Rejected(OpenModel):
     person: int
     faces: list[int]
     removed: int
 
 
-class Watch(_Open):
+class Watch(OpenModel):
     """A watch: who started it, why, for which case, until when, and its alert count."""
 
     id: int
@@ -132,16 +132,16 @@ class Watch(_Open):
     alerts: int
 
 
-class Watches(_Open):
+class Watches(OpenModel):
     watches: list[Watch]
 
 
-class Unwatched(_Open):
+class Unwatched(OpenModel):
     watch: int
     removed: bool
 
 
-class Alert(_Open):
+class Alert(OpenModel):
     """A new face that matched a watch; ``face_id``/``photo_id`` are None once it is gone."""
 
     id: int
@@ -156,7 +156,7 @@ class Alert(_Open):
     at: str | None
 
 
-class Alerts(_Open):
+class Alerts(OpenModel):
     alerts: list[Alert]
 
 
@@ -231,8 +231,8 @@ def list_people(
 @router.post(
     "/recluster",
     summary="Place every face again by the clustering rule; names and decisions stay",
-    response_model=_Open,
-    responses=_errors(503),
+    response_model=OpenModel,
+    responses=error_responses(503),
 )
 def recluster(
     state: State, principal: Annotated[Principal, Depends(need("people.recluster"))]
@@ -379,7 +379,7 @@ def list_watches(state: State, principal: Watcher) -> dict[str, Any]:
     "/watches/{watch_id}",
     summary="End a watch now: its template and alerts are deleted",
     response_model=Unwatched,
-    responses=_errors(400, 404, 503),
+    responses=error_responses(400, 404, 503),
 )
 def remove_watch(
     state: State,

@@ -57,7 +57,7 @@ _DESCRIPTIONS = {
 }
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The error responses of a route: every one has the one error body."""
     every = (401, 403, 422, 429)
     return {
@@ -66,18 +66,18 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-READ = _errors()
-READ_ONE = _errors(404)
-WRITE = _errors(400, 503)
-UPLOAD = _errors(400, 404, 413, 415, 503)
+READ = error_responses()
+READ_ONE = error_responses(404)
+WRITE = error_responses(400, 503)
+UPLOAD = error_responses(400, 404, 413, 415, 503)
 
 
-class _Open(BaseModel):
+class OpenModel(BaseModel):
     # a response's documented fields; the server may add more without breaking clients
     model_config = ConfigDict(extra="allow")
 
 
-class Source(_Open):
+class Source(OpenModel):
     name: str
     lawful_basis: str
     kind: str
@@ -93,11 +93,11 @@ class Source(_Open):
     faces: int
 
 
-class Sources(_Open):
+class Sources(OpenModel):
     sources: list[Source]
 
 
-class Lead(_Open):
+class Lead(OpenModel):
     face_id: int
     photo_id: int
     similarity: float
@@ -110,7 +110,7 @@ class Lead(_Open):
     person: int | None
 
 
-class PersonLead(_Open):
+class PersonLead(OpenModel):
     """The matches of a probe face that belong to one person, and what is known of it."""
 
     person: int
@@ -124,27 +124,27 @@ class PersonLead(_Open):
     last_seen: str | None
 
 
-class ProbeFace(_Open):
+class ProbeFace(OpenModel):
     box: list[int]
     quality: float
     matches: list[Lead]
     persons: list[PersonLead]
 
 
-class SearchResult(_Open):
+class SearchResult(OpenModel):
     probe_sha256: str
     gallery_faces: int
     min_similarity: float
     faces: list[ProbeFace]
 
 
-class Verification(_Open):
+class Verification(OpenModel):
     same: bool
     similarity: float
     band: str | None
 
 
-class Photo(_Open):
+class Photo(OpenModel):
     """A stored photo; ``uri`` is its file's path only for admins (others see its name)."""
 
     id: int
@@ -155,7 +155,7 @@ class Photo(_Open):
     ingested_at: str | None
 
 
-class Job(_Open):
+class Job(OpenModel):
     id: str
     source: str
     state: str
@@ -163,32 +163,32 @@ class Job(_Open):
     total: int
 
 
-class Jobs(_Open):
+class Jobs(OpenModel):
     jobs: list[Job]
 
 
-class Retired(_Open):
+class Retired(OpenModel):
     source: str
     retired: bool
 
 
-class Exclusions(_Open):
+class Exclusions(OpenModel):
     exclusions: list[dict[str, Any]]
 
 
-class Lifted(_Open):
+class Lifted(OpenModel):
     code: str
     lifted: bool
 
 
-class AuditEvent(_Open):
+class AuditEvent(OpenModel):
     seq: int
     at: str
     actor: str
     action: str
 
 
-class AuditEvents(_Open):
+class AuditEvents(OpenModel):
     events: list[AuditEvent]
 
 
@@ -353,7 +353,7 @@ def list_sources(
     status_code=201,
     summary="Declare a source and its lawful basis",
     response_model=Source,
-    responses=_errors(400, 409, 503),
+    responses=error_responses(400, 409, 503),
 )
 def add_source(
     state: State,
@@ -387,7 +387,7 @@ NamePath = Annotated[
     "/sources/{name}",
     summary="Retire a source: delete its photos and faces",
     response_model=Retired,
-    responses=_errors(400, 404, 503),
+    responses=error_responses(400, 404, 503),
 )
 def retire_source(
     state: State,
@@ -438,7 +438,7 @@ def get_job(
 @router.get(
     "/status",
     summary="Counts across the store, index kind and space",
-    response_model=_Open,
+    response_model=OpenModel,
     responses=READ,
 )
 def status(
@@ -453,7 +453,7 @@ def status(
 @router.post(
     "/erasures",
     summary="Erase a person (by photo, face id or person id) or a photo; a receipt",
-    response_model=_Open,
+    response_model=OpenModel,
     responses=UPLOAD,
 )
 def erase(
@@ -490,7 +490,7 @@ def erase(
 @router.post(
     "/exports",
     summary="Subject access: what is held about the person in a photo",
-    response_model=_Open,
+    response_model=OpenModel,
     responses=UPLOAD,
 )
 def export(
@@ -529,7 +529,7 @@ def list_exclusions(
     "/policy/exclusions",
     status_code=201,
     summary="Exclude a jurisdiction",
-    response_model=_Open,
+    response_model=OpenModel,
     responses=WRITE,
 )
 def add_exclusion(
@@ -575,7 +575,7 @@ def audit(
 @router.get(
     "/audit/verify",
     summary="Check the audit log's hash chain",
-    response_model=_Open,
+    response_model=OpenModel,
     responses=READ,
 )
 def audit_verify(

@@ -29,7 +29,7 @@ router = APIRouter(include_in_schema=False)
 Page = Callable[..., HTMLResponse]  # (request, session, status_code=, **context)
 
 
-def _form_action(
+def form_action(
     request: Request,
     session: Session,
     csrf: str,
@@ -45,7 +45,7 @@ def _form_action(
     handled error shows page ``failed`` again with its message and status. A role refused
     gets the error page alone: ``failed`` may show what the role may not read.
 
-    Example: ``_form_action(request, session, csrf, "erase", "erase", work, done, page)``.
+    Example: ``form_action(request, session, csrf, "erase", "erase", work, done, page)``.
     """
     session.check(csrf)
     if not session.principal.can(permission):
@@ -110,7 +110,7 @@ def add_source(
             consent_ref=consent_ref.strip() or None,
         )
 
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -139,16 +139,14 @@ def upload_photos(
     def done(job: dict[str, Any]) -> Response:
         return RedirectResponse(f"/sources?job={job['id']}", status_code=303)
 
-    return _form_action(
-        request, session, csrf, "ingest", "upload photos", work, done, _sources_page
-    )
+    return form_action(request, session, csrf, "ingest", "upload photos", work, done, _sources_page)
 
 
 @router.post("/sources/{name}/retire")
 def retire_source(
     request: Request, session: SessionDep, name: str, csrf: Annotated[str, Form()] = ""
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -197,7 +195,7 @@ def exclude(
     reason: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -218,7 +216,7 @@ def allow(
     code: Annotated[str, Form()],
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -268,7 +266,7 @@ def erase(
             raise ApiError(400, "invalid_request", "give a photo of the person or a face id")
         return service.erase(state, session.principal, photo=data, face_id=face, reason=reason)
 
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,

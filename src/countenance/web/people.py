@@ -28,7 +28,7 @@ from countenance.api.state import ServerState
 from countenance.api.uploads import read_upload
 from countenance.errors import CountenanceError
 from countenance.people.directory import MAX_LIST
-from countenance.web.admin import _form_action
+from countenance.web.admin import form_action
 from countenance.web.pages import Session, SessionDep, denied, error_message, page, server
 
 router = APIRouter(include_in_schema=False)
@@ -191,7 +191,7 @@ def name_person(
     name: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -213,7 +213,7 @@ def merge_people(
     others: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -238,7 +238,7 @@ def split_person(
     def done(result: dict[str, Any]) -> Response:
         return RedirectResponse(f"/people/{result['new_person']}", status_code=303)
 
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -273,7 +273,7 @@ def reject_faces(
     def done(left: bool) -> Response:
         return RedirectResponse(f"/people/{person_id}" if left else "/people", status_code=303)
 
-    return _form_action(
+    return form_action(
         request, session, csrf, "people.write", "change persons", work, done, _again(person_id)
     )
 
@@ -286,7 +286,7 @@ def hide_person(
     hidden: Annotated[str, Form()] = "1",
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -324,7 +324,7 @@ def erase_person(
             raise ApiError(400, "invalid_request", "confirm that these faces are to be erased")
         return service.erase(state, session.principal, person=person_id, reason=reason.strip())
 
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -398,7 +398,7 @@ def add_watch(
         )
 
     failed: PersonPage = _alerts_page if person_id is None else _again(person_id)
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
@@ -414,7 +414,7 @@ def add_watch(
 def remove_watch(
     request: Request, session: SessionDep, watch_id: WatchId, csrf: Annotated[str, Form()] = ""
 ) -> Response:
-    return _form_action(
+    return form_action(
         request,
         session,
         csrf,
