@@ -168,22 +168,6 @@ class PeopleCatalog:
             "refuses": refuses,
         }
 
-    def face_rejects(
-        self, face_ids: Sequence[int], *, conn: sa.Connection | None = None
-    ) -> dict[int, set[int]]:
-        """The persons each of these faces was taken out of."""
-        r = s.person_rejects
-        out: dict[int, set[int]] = {}
-        with self._using(conn) as c:
-            for chunk in _chunks(list(face_ids)):
-                for person, face in c.execute(
-                    sa.select(r.c.person_id, r.c.face_id).where(r.c.face_id.in_(chunk))
-                ):
-                    out.setdefault(int(face), set()).add(int(person))
-        return out
-
-    # what clustering writes ---------------------------------------------------------------
-
     def new_person(
         self,
         face_ids: Sequence[int] = (),
@@ -575,24 +559,3 @@ class PeopleCatalog:
                 sa.select(t.c.id).where(t.c.name == name).order_by(t.c.id).limit(1)
             ).scalar()
         return None if found is None else int(found)
-
-    def unassigned_faces(
-        self, space: EmbeddingSpace, *, after: int = 0, limit: int = 10_000
-    ) -> list[int]:
-        """Ids of indexed faces of ``space`` in no person, in id order, after ``after``."""
-        f = s.faces
-        with self._db.connect() as c:
-            return [
-                int(i)
-                for i in c.execute(
-                    sa.select(f.c.id)
-                    .where(
-                        f.c.space_id == self.space_id(space),
-                        f.c.skip_reason.is_(None),
-                        f.c.person_id.is_(None),
-                        f.c.id > after,
-                    )
-                    .order_by(f.c.id)
-                    .limit(limit)
-                ).scalars()
-            ]
