@@ -141,7 +141,16 @@ class Settings:
         "Key signing each webhook body (X-Countenance-Signature: sha256=HMAC-SHA256 hex).",
     )
     watch_max_days: int = _setting(365, "Longest a watch may run before it expires, in days.")
-    workers: int = _setting(0, "Ingest worker processes; 0 means one per CPU core.")
+    workers: int = _setting(
+        0,
+        "Ingest worker processes (on a cluster: Ray actors); 0 means one per CPU core (on a"
+        " cluster: one per CPU of the cluster, or per GPU where it has GPUs).",
+    )
+    cluster: str | None = _setting(
+        None,
+        "Ray cluster that ingest analyses photos on: ray://HOST:PORT (Ray Client), HOST:PORT"
+        " (its GCS, from a node of the cluster) or auto; default: none (local processes).",
+    )
     top: int = _setting(10, "Matches returned per probe face by default.")
     max_upload_bytes: int = _setting(
         20 * 1024 * 1024, "Largest request body the server accepts (photo uploads), in bytes."

@@ -492,6 +492,7 @@ class Engine:
         workers: int | None = None,
         progress: ProgressCallback | None = None,
         actor: str | None = None,
+        cluster: str | None = None,
     ) -> IngestSummary:
         """Index every face in ``photos`` (a folder, a file or a Source) into ``source``.
 
@@ -499,12 +500,18 @@ class Engine:
         interrupted run is finished by running it again. Bad files are reported in the
         summary and never stop the batch. A ``.csv``/``.jsonl`` path is a manifest, a
         ``.zip``/``.tar``/``.tar.gz`` path an archive (see countenance.sources).
+
+        ``cluster`` (default: the ``cluster`` setting) names a Ray cluster to analyse the
+        photos on, in ``workers`` actors; everything else happens here, as without one.
         """
         info = self.catalog.get_source(source)  # a declared source has a lawful basis
         self.policy.admit_source(info)
-        n_workers = worker_count(self.settings.workers if workers is None else workers)
-        if n_workers < 1:
-            raise InvalidArgument("workers must be at least 1")
+        requested = self.settings.workers if workers is None else workers
+        where = cluster or self.settings.cluster
+        if requested < 0:
+            raise InvalidArgument(f"workers must be 0 (one per core) or more, got {requested}")
+        # on a cluster, 0 asks the cluster how many it offers
+        n_workers = requested if where else worker_count(requested)
         with contextlib.ExitStack() as stack:
             if isinstance(photos, Source):
                 src: Source = photos
@@ -515,7 +522,7 @@ class Engine:
                 stack.callback(close)
             who = actor or os_user()
             with self.core.writing():
-                summary = run_ingest(self, src, info, n_workers, progress, who)
+                summary = run_ingest(self, src, info, n_workers, progress, who, cluster=where)
                 totals = summary.to_json()
                 del totals["errors"]
                 self.audit.append(actor=who, action="ingest", details={"op": "run", **totals})

@@ -7,6 +7,7 @@ The engine calls :func:`run_ingest` with itself, under its writer lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,10 +21,11 @@ import numpy as np
 from countenance import imaging
 from countenance.catalog.governance import iso3166
 from countenance.catalog.sql import PhotoRecord
+from countenance.cluster import RayPool
 from countenance.errors import BadImage, InvalidArgument, NotModified
 from countenance.governance.geo import photo_jurisdiction
 from countenance.governance.policy import EXCLUDED, MINORS
-from countenance.ingest import Analysis, PhotoAnalyser, run_analyses
+from countenance.ingest import Analysis, Job, PhotoAnalyser, run_analyses
 from countenance.neardup import Signature, band_probes, bands, same_photo, signature
 from countenance.people import clusters
 from countenance.people.watch import Watches, deliver
@@ -175,9 +177,51 @@ def run_ingest(
     workers: int,
     progress: ProgressCallback | None,
     actor: str,
+    cluster: str | None = None,
 ) -> IngestSummary:
     """Read, screen (duplicates, exclusions, minors), analyse and store every item of
-    ``src``; the engine holds the writer lock."""
+    ``src``; the engine holds the writer lock. With ``cluster``, the analysis runs on that
+    Ray cluster (in ``workers`` actors) and all the rest here, as it does without."""
+    with contextlib.ExitStack() as stack:
+        analyse = _analysis(engine, info, workers, cluster, stack)
+        return _ingest(engine, src, info, progress, actor, analyse)
+
+
+Analyse = Callable[[Iterator[tuple[_Pending, Job]]], Iterator[tuple[_Pending, Analysis]]]
+
+
+def _analysis(
+    engine: Engine,
+    info: SourceInfo,
+    workers: int,
+    cluster: str | None,
+    stack: contextlib.ExitStack,
+) -> Analyse:
+    """Where the photos of this run are analysed: on the Ray cluster, in local worker
+    processes, or here."""
+    # a source declared to hold no minors: its workers load no age estimator
+    settings = engine.settings.replace(age_estimator="none") if info.adults_only else None
+    if cluster:
+        pool = RayPool(cluster, workers, settings or engine.settings, engine.space)
+        return stack.enter_context(pool).analyses
+
+    def local() -> PhotoAnalyser:
+        return PhotoAnalyser(engine.settings, engine.pipeline, ages=not info.adults_only)
+
+    def analyse(jobs: Iterator[tuple[_Pending, Job]]) -> Iterator[tuple[_Pending, Analysis]]:
+        return run_analyses(jobs, workers, settings or engine.settings, local)
+
+    return analyse
+
+
+def _ingest(
+    engine: Engine,
+    src: Source,
+    info: SourceInfo,
+    progress: ProgressCallback | None,
+    actor: str,
+    analyse: Analyse,
+) -> IngestSummary:
     started = time.monotonic()
     items = list(src.items())
     summary = IngestSummary(source=info.name, seen=len(items))
@@ -199,7 +243,7 @@ def run_ingest(
     # near-duplicates of a photo of this run still in flight: linked once it is stored
     deferred: list[tuple[_Pending, str, Item]] = []
 
-    def jobs(todo: list[Item]) -> Iterator[tuple[_Pending, tuple[bytes, str]]]:
+    def jobs(todo: list[Item]) -> Iterator[tuple[_Pending, Job]]:
         seen: set[str] = set()
         for item in todo:
             name = item.provenance.uri
@@ -270,16 +314,9 @@ def run_ingest(
                 pending = dataclasses.replace(pending, data=data)
             yield pending, (data, name)
 
-    # a source declared to hold no minors: its workers load no age estimator
-    settings = engine.settings.replace(age_estimator="none") if info.adults_only else None
-
-    def local() -> PhotoAnalyser:
-        return PhotoAnalyser(engine.settings, engine.pipeline, ages=not info.adults_only)
-
     todo = items
     while todo:
-        analyses = run_analyses(jobs(todo), workers, settings or engine.settings, local)
-        for tag, analysis in analyses:
+        for tag, analysis in analyse(jobs(todo)):
             _store(engine, commits, tag, analysis)
             tick()
             if time.monotonic() - last_save > engine.settings.index_save_seconds:

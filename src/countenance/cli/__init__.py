@@ -213,6 +213,12 @@ def _source_json(info: Any) -> dict[str, Any]:
     "--workers", type=click.IntRange(min=0), default=None, help="Processes; 0 = one per core."
 )
 @click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Analyse the photos on this Ray cluster: ray://HOST:PORT, HOST:PORT or auto (default:"
+    " the cluster setting; none: local processes). Workers are Ray actors there.",
+)
+@click.option(
     "--site",
     is_flag=True,
     help="PATH_OR_URL is the start page of a site you own or may index: crawl it.",
@@ -242,6 +248,7 @@ def ingest(
     target: str,
     source_name: str,
     workers: int | None,
+    cluster: str | None,
     site: bool,
     allow_domains: tuple[str, ...],
     max_pages: int | None,
@@ -289,7 +296,9 @@ def ingest(
             src = open_path(target, ctx.settings, fetcher=fetcher)
         try:
             with progress_bar("ingest") as update:
-                summary = engine.ingest(src, source=source_name, workers=workers, progress=update)
+                summary = engine.ingest(
+                    src, source=source_name, workers=workers, progress=update, cluster=cluster
+                )
         finally:
             close = getattr(src, "close", None)
             if callable(close):
