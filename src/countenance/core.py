@@ -179,8 +179,9 @@ class WriteCore:
         try:
             for ids in change.removed:
                 self.index.remove(ids)
-            for ids, vectors in change.added:
-                self.index.add(ids, vectors)
+            if change.added:  # one insert for the whole change (a batch of photos)
+                ids = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in change.added])
+                self.index.add(ids, np.concatenate([v for _, v in change.added]))
             if change.removed:
                 self.save_index()
         except Exception as exc:  # the catalog has committed: the index must catch up

@@ -369,7 +369,7 @@ class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog, PeopleCatalog, W
                 if c.execute(known).first() is not None:  # a failed insert would end c's tx
                     return None
                 photo_id = _pk(c.execute(s.photos.insert().values(**values)))
-                indexed: list[int] = []
+                rows = []
                 for face in photo.faces:
                     if face.embedding is not None and face.embedding.shape != (space.dim,):
                         raise InvalidArgument(
@@ -377,9 +377,15 @@ class SqlCatalog(GovernanceCatalog, SwitchCatalog, ViewCatalog, PeopleCatalog, W
                         )
                     row = spaces.face_row(photo_id, space_id, face, now, values["expires_at"])
                     s.check_text(s.faces, row)
-                    face_id = _pk(c.execute(s.faces.insert().values(**row)))
-                    if face.skip_reason is None and face.embedding is not None:
-                        indexed.append(int(face_id))
+                    rows.append(row)
+                # one multi-row INSERT ... RETURNING for all the photo's faces, ids in order
+                insert = s.faces.insert().returning(s.faces.c.id, sort_by_parameter_order=True)
+                face_ids = c.execute(insert, rows).scalars().all() if rows else []
+                indexed = [
+                    int(face_id)
+                    for face_id, face in zip(face_ids, photo.faces, strict=True)
+                    if face.skip_reason is None and face.embedding is not None
+                ]
         except sa.exc.IntegrityError as exc:
             # only the driver's message, not the statement (which names sha256 too)
             reason = str(exc.orig).lower()
