@@ -4,7 +4,11 @@
 drives its HNSW graph (tombstones) and its IVF codes (re-ranked from the vector file).
 ``milvus`` is MilvusIndex on Milvus Lite: one embedded server per module, and a fresh
 collection for each index a test asks for (a collection cannot be deep-copied like the others,
-but loading the 2000 vectors into a new one takes well under a second). The data are
+but loading the 2000 vectors into a new one takes well under a second). ``milvus-server-hnsw``
+and ``milvus-server-ivf`` are MilvusIndex on a real Milvus server (conftest.py starts one per
+session, marked ``milvus_server``), with a fresh collection per index too, dropped after the
+test; a loaded one is sealed and indexed (``wait_indexed``) before the test searches it, so
+that searches go through the HNSW graph or the IVF lists, not brute force. The data are
 synthetic unit vectors in clusters ("people" with several photos each), so nearest neighbours
 are meaningful and seeded, hence the same on every run.
 """
@@ -16,13 +20,16 @@ import functools
 import importlib.util
 import itertools
 import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from countenance.errors import InvalidArgument, SpaceMismatch
+from countenance.errors import BackendError, InvalidArgument, SpaceMismatch
 from countenance.index import open_index
 from countenance.ports import Persistent, VectorIndex
 from countenance.types import EmbeddingSpace
@@ -34,7 +41,18 @@ PERSISTENT = {
     "faiss-hnsw",
     "faiss-ivfpq",
     "milvus",
+    "milvus-server-hnsw",
+    "milvus-server-ivf",
 }  # the backends that keep themselves on disk
+# MilvusIndex's options on a real server, by backend name. IVF's lists are sized by its rule
+# (4·sqrt(rows of a segment)) for the 2000 vectors here rather than for a full segment, so that
+# a search probes 16 lists of 179 and skips the rest.
+SERVER_INDEX: dict[str, dict[str, object]] = {
+    "milvus-server-hnsw": {"index_type": "HNSW"},
+    "milvus-server-ivf": {"index_type": "IVF_FLAT", "nlist": round(4 * np.sqrt(PEOPLE * PHOTOS))},
+}
+# The optional packages of a backend (conftest.py checks the server's own).
+REQUIRES = {"milvus": ("pymilvus", "milvus_lite"), **{name: ("pymilvus",) for name in SERVER_INDEX}}
 
 Factory = Callable[[], VectorIndex]
 
@@ -77,13 +95,23 @@ def load(index: VectorIndex, batch: int = 500) -> VectorIndex:
 
 def need_backend(backend: str) -> None:
     """Skip a backend whose optional packages are missing; under CI a missing one fails."""
-    packages = {"milvus": ("pymilvus", "milvus_lite")}.get(backend, ())
+    packages = REQUIRES.get(backend, ())
     missing = [p for p in packages if importlib.util.find_spec(p) is None]
     if missing and os.environ.get("CI", "").lower() not in {"1", "true", "yes"}:
-        pytest.skip(f"{', '.join(missing)} not installed: pip install 'countenance[{backend}]'")
+        pytest.skip(f"{', '.join(missing)} not installed: pip install 'countenance[milvus]'")
 
 
-@pytest.fixture(scope="module", params=["exact", "faiss", "faiss-hnsw", "faiss-ivfpq", "milvus"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        "exact",
+        "faiss",
+        "faiss-hnsw",
+        "faiss-ivfpq",
+        "milvus",
+        *(pytest.param(name, marks=pytest.mark.milvus_server) for name in SERVER_INDEX),
+    ],
+)
 def backend(request: pytest.FixtureRequest) -> str:
     need_backend(str(request.param))
     return str(request.param)
@@ -101,19 +129,24 @@ _collections = itertools.count()
 @pytest.fixture
 def make(backend: str, request: pytest.FixtureRequest) -> Iterator[Factory]:
     """A factory of empty indexes of one backend."""
-    if backend != "milvus":
+    if not backend.startswith("milvus"):
         yield lambda: build(backend)
         return
-    directory: Path = request.getfixturevalue("milvus_dir")
+    if backend == "milvus":
+        where = {"directory": request.getfixturevalue("milvus_dir")}
+    else:
+        uri = request.getfixturevalue("milvus_server")
+        where = {"directory": None, "uri": uri, **SERVER_INDEX[backend]}
     made: list[VectorIndex] = []
 
     def fresh() -> VectorIndex:
-        made.append(open_index("milvus", SPACE, directory, collection=f"c{next(_collections)}"))
+        made.append(open_index("milvus", SPACE, **where, collection=f"c{next(_collections)}"))
         return made[-1]
 
     yield fresh
     for index in made:
-        index.close()  # type: ignore[attr-defined]
+        # A server keeps what the test left; Milvus Lite's folder goes with the module.
+        index.close() if backend == "milvus" else index.drop()  # type: ignore[attr-defined]
 
 
 @functools.cache
@@ -130,10 +163,19 @@ def loaded_copy(backend: str) -> VectorIndex:
     return copy.deepcopy(_loaded(backend))
 
 
+def indexed(index: VectorIndex) -> VectorIndex:
+    """``index`` on a Milvus server, sealed and searched through its approximate index."""
+    assert index.wait_indexed() == index.count() == len(IDS)  # type: ignore[attr-defined]
+    assert index.kind in {"milvus,hnsw", "milvus,ivf_flat"}
+    return index
+
+
 @pytest.fixture
 def loaded(backend: str, make: Factory) -> VectorIndex:
     if backend == "milvus":
         return load(make())
+    if backend in SERVER_INDEX:
+        return indexed(load(make()))
     return loaded_copy(backend)
 
 
@@ -259,6 +301,19 @@ def test_k_below_one_raises_invalid_argument(make: Factory, k: int) -> None:
         make().search(VECTORS[:1], k=k)
 
 
+def test_ids_lists_more_than_one_reply(make: Factory) -> None:
+    # Milvus answers a query with 16,384 rows at most, so ids() pages through the collection.
+    n = 2 * 16_384 + 5
+    index = make()
+    ids = np.arange(3, 3 + 2 * n, 2, dtype=np.int64)
+    vectors = np.resize(VECTORS, (n, SPACE.dim))
+    for start in range(0, n, 10_000):
+        index.add(ids[start : start + 10_000], vectors[start : start + 10_000])
+    held = index.ids()
+    assert len(held) == index.count() == n
+    np.testing.assert_array_equal(np.sort(held), ids)
+
+
 def test_queries_of_other_dtypes_are_accepted(make: Factory) -> None:
     index = make()
     index.add(IDS[:5], VECTORS[:5])
@@ -304,3 +359,58 @@ def test_faiss_approximate_recall_at_10_against_exact(layout: str) -> None:
     # Similarities are exact cosines, IVF's included (re-ranked from the float vectors).
     same = found == truth
     np.testing.assert_allclose(sims[same], exact_sims[same], atol=1e-5)
+
+
+@pytest.mark.milvus_server
+@pytest.mark.parametrize("backend", list(SERVER_INDEX), indirect=True)
+def test_milvus_server_recall_at_10_against_exact(backend: str, make: Factory) -> None:
+    exact, approx = loaded_copy("exact"), indexed(load(make()))
+    queries = known_probes()
+    exact_sims, truth = exact.search(queries, k=10)
+    sims, found = approx.search(queries, k=10)
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
+    assert recall >= 0.95
+    # Milvus gives exact inner products for what it finds, HNSW's and IVF_FLAT's alike.
+    same = found == truth
+    np.testing.assert_allclose(sims[same], exact_sims[same], atol=1e-5)
+
+
+@pytest.mark.milvus_server
+def test_milvus_server_collection_reopened_keeps_its_data_and_index(milvus_server: str) -> None:
+    options = {"uri": milvus_server, "collection": f"c{next(_collections)}"}
+    first = open_index("milvus", SPACE, **options, **SERVER_INDEX["milvus-server-ivf"])
+    try:
+        load(first)
+        first.close()  # type: ignore[attr-defined]
+        # Asked for HNSW, it searches with the IVF lists the collection was made with.
+        again = open_index("milvus", SPACE, **options, index_type="HNSW")
+        assert again.kind == "milvus,ivf_flat" and again.count() == len(IDS)
+        _, ids = again.search(VECTORS[:50], k=1)
+        np.testing.assert_array_equal(ids[:, 0], IDS[:50])
+    finally:
+        open_index("milvus", SPACE, **options).drop()  # type: ignore[attr-defined]
+
+
+# -- Milvus servers that cannot be reached ---------------------------------------------------
+
+
+def test_milvus_server_that_is_down_is_named_in_the_error() -> None:
+    need_backend("milvus-server-hnsw")
+    with socket.socket() as probe:  # a port of this machine that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(BackendError, match=f"cannot reach Milvus at {uri}"):
+        open_index("milvus", SPACE, uri=uri)
+
+
+def test_milvus_server_that_never_answers_times_out() -> None:
+    need_backend("milvus-server-hnsw")
+    with socket.socket() as silent:  # accepts connections, and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        threading.Thread(target=silent.accept, daemon=True).start()
+        start = time.monotonic()
+        with pytest.raises(BackendError, match=f"cannot reach Milvus at {uri}"):
+            open_index("milvus", SPACE, uri=uri, timeout=1.0)
+        assert time.monotonic() - start < 5
