@@ -38,6 +38,8 @@ CONNECT_TIMEOUT_S = 10.0
 """How long the cluster's address may take to answer."""
 READY_TIMEOUT_S = 300.0
 """How long the workers may take to start and load their models."""
+CONNECT_ATTEMPTS = 2
+"""Connections tried when the cluster's Ray Client server fails to start one."""
 
 T = TypeVar("T")
 
@@ -105,17 +107,7 @@ class RayPool:
         ray = _ray()
         if not ray.is_initialized():
             _reachable(self.address)  # Ray itself would retry a dead address for ever
-            try:
-                ray.init(
-                    address=self.address,
-                    logging_level=logging.WARNING,
-                    log_to_driver=False,
-                    namespace="countenance",
-                )
-            except (ConnectionError, RuntimeError, TimeoutError) as exc:
-                raise BackendUnavailable(
-                    f"no Ray cluster at {self.address}: {exc}".rstrip(": ")
-                ) from exc
+            self._connect(ray)
             self._connected = True
         try:
             self._start(ray)
@@ -123,6 +115,28 @@ class RayPool:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _connect(self, ray: Any) -> None:
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                ray.init(
+                    address=self.address,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    namespace="countenance",
+                )
+                return
+            except (ConnectionError, RuntimeError, TimeoutError) as exc:
+                # A failed init leaves half a connection in this process (Ray Client's mode
+                # switched on), on which every later init fails: undone here.
+                ray.shutdown()
+                # Ray Client starts a server process for each connection; one that failed
+                # to start (ConnectionAbortedError: "failure from server") may start next time.
+                if attempt == CONNECT_ATTEMPTS or not isinstance(exc, ConnectionAbortedError):
+                    raise BackendUnavailable(
+                        f"no Ray cluster at {self.address}: {_first_line(exc)}".rstrip(": ")
+                    ) from exc
+                log.warning("the Ray cluster at %s: %s; connecting again", self.address, exc)
 
     def _start(self, ray: Any) -> None:
         resources = ray.cluster_resources()
@@ -224,5 +238,8 @@ def _reachable(address: str) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """What went wrong, in a line: the first, or the last of a remote traceback."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[-1] if any(line.startswith("Traceback") for line in lines) else lines[0]
