@@ -38,6 +38,11 @@ class Settings:
     index_uri: str | None = _setting(
         None, "Milvus URI (http://host:19530) for a cluster; default: Milvus Lite in data_dir."
     )
+    index_type: str | None = _setting(
+        None,
+        "Index type of a Milvus server's collection: HNSW (the default), IVF_FLAT, FLAT or"
+        " AUTOINDEX; it takes effect when the collection is created. Milvus Lite is exact (FLAT).",
+    )
     approx_threshold: int = _setting(
         200_000, "Gallery size past which the FAISS index turns approximate (exact to HNSW)."
     )

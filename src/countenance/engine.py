@@ -752,6 +752,7 @@ class Engine:
             memory_gb=self.settings.index_memory_gb,
             target_recall=self.settings.target_recall,
             uri=self.settings.index_uri,
+            index_type=self.settings.index_type,
         )
 
     def index_for(self, space: EmbeddingSpace) -> VectorIndex:

@@ -349,6 +349,13 @@ def test_faiss_flat_top10_equals_exact() -> None:
 def test_faiss_approximate_recall_at_10_against_exact(layout: str) -> None:
     exact, approx = loaded_copy("exact"), loaded_copy(f"faiss-{layout}")
     assert approx.kind.startswith(layout[:3])
+    # Similarities are exact cosines, IVF's included (re-ranked from the float vectors).
+    assert_recall_at_10_against_exact(exact, approx)
+
+
+def assert_recall_at_10_against_exact(exact: VectorIndex, approx: VectorIndex) -> None:
+    """Recall@10 of ``approx`` against ``exact`` is at least 0.95, and every neighbour it finds
+    where exact search does carries the exact similarity."""
     # Probes of people the gallery holds: for strangers the "neighbours" are arbitrary weak
     # matches that the index is not tuned for, and that no threshold would pass.
     queries = known_probes()
@@ -356,7 +363,6 @@ def test_faiss_approximate_recall_at_10_against_exact(layout: str) -> None:
     sims, found = approx.search(queries, k=10)
     recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
     assert recall >= 0.95
-    # Similarities are exact cosines, IVF's included (re-ranked from the float vectors).
     same = found == truth
     np.testing.assert_allclose(sims[same], exact_sims[same], atol=1e-5)
 
@@ -365,14 +371,8 @@ def test_faiss_approximate_recall_at_10_against_exact(layout: str) -> None:
 @pytest.mark.parametrize("backend", list(SERVER_INDEX), indirect=True)
 def test_milvus_server_recall_at_10_against_exact(backend: str, make: Factory) -> None:
     exact, approx = loaded_copy("exact"), indexed(load(make()))
-    queries = known_probes()
-    exact_sims, truth = exact.search(queries, k=10)
-    sims, found = approx.search(queries, k=10)
-    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)])
-    assert recall >= 0.95
     # Milvus gives exact inner products for what it finds, HNSW's and IVF_FLAT's alike.
-    same = found == truth
-    np.testing.assert_allclose(sims[same], exact_sims[same], atol=1e-5)
+    assert_recall_at_10_against_exact(exact, approx)
 
 
 @pytest.mark.milvus_server
