@@ -22,8 +22,13 @@ from typing import Any
 from countenance.errors import InvalidArgument
 
 
-def _setting(default: Any, description: str) -> Any:
-    return field(default=default, metadata={"description": description})
+def _setting(default: Any, description: str, *, secret: bool = False) -> Any:
+    # a secret stays out of the settings' repr (and so out of logs and tracebacks)
+    return field(default=default, repr=not secret, metadata={"description": description})
+
+
+SECRETS = ("index_token", "alert_secret")
+"""Settings that hold credentials: never logged, never sent to a cluster's workers."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,12 @@ class Settings:
         None,
         "Index type of a Milvus server's collection: HNSW (the default), IVF_FLAT, FLAT or"
         " AUTOINDEX; it takes effect when the collection is created. Milvus Lite is exact (FLAT).",
+    )
+    index_token: str | None = _setting(
+        None,
+        "Credentials of a Milvus server with authentication: user:password or an API key;"
+        " default: none. A secret: never logged.",
+        secret=True,
     )
     approx_threshold: int = _setting(
         200_000, "Gallery size past which the FAISS index turns approximate (exact to HNSW)."
@@ -144,6 +155,7 @@ class Settings:
     alert_secret: str | None = _setting(
         None,
         "Key signing each webhook body (X-Countenance-Signature: sha256=HMAC-SHA256 hex).",
+        secret=True,
     )
     watch_max_days: int = _setting(365, "Longest a watch may run before it expires, in days.")
     workers: int = _setting(

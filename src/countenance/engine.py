@@ -753,6 +753,7 @@ class Engine:
             target_recall=self.settings.target_recall,
             uri=self.settings.index_uri,
             index_type=self.settings.index_type,
+            token=self.settings.index_token,
         )
 
     def index_for(self, space: EmbeddingSpace) -> VectorIndex:

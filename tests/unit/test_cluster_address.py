@@ -42,3 +42,15 @@ def test_a_negative_worker_count_is_refused() -> None:
 def test_the_setting_reads_from_the_environment() -> None:
     settings = Settings.from_env({"COUNTENANCE_CLUSTER": "ray://127.0.0.1:10001"})
     assert settings.cluster == "ray://127.0.0.1:10001"
+
+
+def test_the_workers_get_the_settings_without_credentials() -> None:
+    settings = Settings(index_token="root:Milvus", alert_secret="s3cret", model="faceplugin")
+    pool = RayPool("127.0.0.1:6379", 2, settings)
+    assert pool.settings.index_token is None and pool.settings.alert_secret is None
+    assert pool.settings.model == "faceplugin"
+
+
+def test_credentials_stay_out_of_the_settings_repr() -> None:
+    text = repr(Settings(index_token="root:Milvus", alert_secret="s3cret"))
+    assert "root:Milvus" not in text and "s3cret" not in text and "index_type" in text

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from countenance.config import Settings
+from countenance.config import SECRETS, Settings
 from countenance.errors import BackendUnavailable, InvalidArgument
 from countenance.ingest import Analysis, Job, PhotoAnalyser
 from countenance.types import EmbeddingSpace
@@ -99,7 +99,9 @@ class RayPool:
         if workers < 0:
             raise InvalidArgument(f"workers must be 0 or more, got {workers}")
         self.address = cluster_address(address)
-        self.requested, self.settings, self.space = workers, settings, space
+        # what the workers get: they analyse photos, and need no credentials of this store's
+        self.settings = settings.replace(**dict.fromkeys(SECRETS))
+        self.requested, self.space = workers, space
         self.actors: list[Any] = []
         self._connected = False
 

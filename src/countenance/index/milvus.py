@@ -123,7 +123,10 @@ class MilvusIndex:
             nlist = round(4 * math.sqrt(_SEGMENT_BYTES / (4 * space.dim)))
         self._nlist = min(max(int(nlist), _IVF_NLIST[0]), _IVF_NLIST[1])
         self.uri = self._lite_uri(space, directory) if uri is None else uri
-        with _translated(f"cannot reach Milvus at {self.uri}"):
+        # pymilvus says the same of a server that is down and of one that refused the
+        # credentials (or their absence)
+        hint = "is it up, and are the credentials (the index_token setting) right?"
+        with _translated(f"cannot reach Milvus at {self.uri} ({hint})"):
             # A client connects at once, and gives up after ``timeout`` seconds.
             self._client = MilvusClient(uri=self.uri, token=token or "", timeout=timeout)
         with _translated(f"cannot open Milvus collection {self.collection!r} at {self.uri}"):
