@@ -27,10 +27,6 @@ def _setting(default: Any, description: str, *, secret: bool = False) -> Any:
     return field(default=default, repr=not secret, metadata={"description": description})
 
 
-SECRETS = ("index_token", "alert_secret")
-"""Settings that hold credentials: never logged, never sent to a cluster's workers."""
-
-
 @dataclass(frozen=True)
 class Settings:
     """Configuration of one engine. See each field's ``description`` metadata."""
@@ -278,6 +274,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+SECRETS = tuple(f.name for f in fields(Settings) if not f.repr)
+"""Settings that hold credentials (``secret=True``): never logged, never sent to a cluster's
+workers."""
 
 
 def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:

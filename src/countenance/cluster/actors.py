@@ -138,7 +138,9 @@ class RayPool:
                     raise BackendUnavailable(
                         f"no Ray cluster at {self.address}: {_first_line(exc)}".rstrip(": ")
                     ) from exc
-                log.warning("the Ray cluster at %s: %s; connecting again", self.address, exc)
+                log.warning(
+                    "the Ray cluster at %s: %s; connecting again", self.address, _first_line(exc)
+                )
 
     def _start(self, ray: Any) -> None:
         resources = ray.cluster_resources()
